@@ -1,0 +1,72 @@
+"""The Hydra entry: turn the composed config into a Job once and run that one cell.
+
+It measures nothing itself (sweeper.job does, through worker processes) and never lets a cell's
+failure escape: the record says what happened, so the multirun goes on and the collector runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from . import schema
+from .cell import make_job
+from .errors import explain
+from .job import run_job
+
+__all__ = ["CONF_DIR", "hydra_app", "job_from_config", "main"]
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("sweeper")
+
+schema.register()
+
+
+def job_from_config(cfg: DictConfig, overrides: list):
+    """The typed Job of a composed config (its ``hydra`` node, if any, is ignored)."""
+    data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True, throw_on_missing=True)
+    data.pop("hydra", None)
+    return make_job(data, overrides)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_app(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    job = job_from_config(cfg, list(hydra_cfg.overrides.task))
+    sweep_index = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
+    record = run_job(
+        job,
+        Path(hydra_cfg.runtime.output_dir),
+        sweep_index=sweep_index,
+        hydra_choices={k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")},
+    )
+    status = record["status"]
+    (log.info if status in ("ok", "skipped") else log.error)(
+        "%s: %s%s", job.cell, status, f" ({record['error']})" if record.get("error") else ""
+    )
+
+
+def main() -> None:
+    """``python -m sweeper``: Hydra, with config errors explained (value, what is allowed, fix).
+
+    Set HYDRA_FULL_ERROR=1 to see Hydra's own traceback instead.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        hydra_app()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let config errors reach us instead of Hydra's printer
+    try:
+        hydra_app()
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        sys.exit(2)

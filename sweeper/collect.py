@@ -1,0 +1,298 @@
+"""Merge a sweep folder's records into the old tool's tables and CSV files.
+
+``python -m sweeper.collect SWEEP_DIR`` (also run by itself at the end of every multirun).
+Reads only ``record.json`` files, wherever they sit under SWEEP_DIR, never folder names; a
+partial sweep collects what it has. Prints, per framework and device, the sections the cells
+asked for and the environment block, then the cells that did not succeed. Writes
+``inference_time.csv``, ``inference_memory.csv``, ``train_time.csv``, ``train_memory.csv``,
+``env.csv`` and ``summary.csv`` (every cell, every statistic) into SWEEP_DIR.
+Exit status: 0 all cells ok or skipped, 1 some cell failed (error, oom, timeout), 2 nothing to
+collect. Imports neither torch nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .record import FAILED, RECORD_NAME, RecordError, read_record
+from .tables import (
+    MEMORY_HEADER,
+    SEED_KEYS,
+    TIME_HEADER,
+    Row,
+    env_csv,
+    render_env,
+    render_section,
+    results_csv,
+)
+
+__all__ = ["Collection", "collect", "load_records", "main"]
+
+# (mode, measurement, section label, CSV file name), in the old tool's order.
+SECTIONS = (
+    ("inference", "time", "INFERENCE - SPEED - RESULT", "inference_time.csv"),
+    ("inference", "memory", "INFERENCE - MEMORY - RESULT", "inference_memory.csv"),
+    ("training", "time", "TRAIN - SPEED - RESULTS", "train_time.csv"),
+    ("training", "memory", "TRAIN - MEMORY - RESULTS", "train_memory.csv"),
+)
+# Keys that differ between any two runs; all others must agree across a sweep or we warn.
+_PER_RUN_KEYS = ("date", "time", "timestamp_utc")
+EXTRA_COLUMNS = ("framework", "device")
+
+
+@dataclass
+class Collection:
+    """What a sweep folder holds and what collecting it printed and wrote."""
+
+    sweep_dir: Path
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    paths: List[Path] = field(default_factory=list)
+    unreadable: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    report: str = ""
+    written: List[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> List[Tuple[Dict[str, Any], Path]]:
+        return [(r, p) for r, p in zip(self.records, self.paths) if r["status"] in FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        if not self.records:
+            return 2
+        return 1 if self.failed else 0
+
+
+def load_records(sweep_dir: Path) -> Tuple[List[Dict[str, Any]], List[Path], List[str]]:
+    """All readable records under ``sweep_dir`` and a message for every unreadable one."""
+    records, paths, unreadable = [], [], []
+    for path in sorted(Path(sweep_dir).rglob(RECORD_NAME)):
+        try:
+            records.append(read_record(path))
+            paths.append(path)
+        except RecordError as exc:
+            unreadable.append(str(exc))
+    return records, paths, unreadable
+
+
+def _order(records: Sequence[Dict[str, Any]]) -> List[int]:
+    """Indices in the old tool's order: models as first launched, then batch, then seq."""
+    first_seen: Dict[str, float] = {}
+    for r in records:
+        index = r.get("sweep_index")
+        index = math.inf if index is None else index
+        model = r["cell"]["model"]
+        first_seen[model] = min(first_seen.get(model, math.inf), index)
+
+    def key(i: int) -> tuple:
+        cell = records[i]["cell"]
+        return (first_seen[cell["model"]], cell["model"], cell["batch_size"], cell["sequence_length"])
+
+    return sorted(range(len(records)), key=key)
+
+
+def _wanted(record: Dict[str, Any], mode: str, measurement: str) -> bool:
+    config = record["config"]
+    return bool(config.get(mode)) and bool(config.get("speed" if measurement == "time" else "memory"))
+
+
+def _value(record: Dict[str, Any], mode: str, measurement: str) -> Tuple[Optional[float], bool]:
+    result = record["results"].get(mode)
+    if not result or result.get("status") != "ok":
+        return None, False
+    if measurement == "time":
+        timing = result.get("time") or {}
+        noisy = (timing.get("noise") or {}).get("verdict") == "noisy"
+        return timing.get("median_s"), noisy
+    return (result.get("memory") or {}).get("headline_mib"), False
+
+
+def _describe(values: Sequence[Any]) -> Any:
+    counts = Counter(str(v) for v in values)
+    if len(counts) == 1:
+        return values[0]
+    return "; ".join(f"{v} ({n} cell{'s' if n > 1 else ''})" for v, n in counts.most_common())
+
+
+def _env_items(records: Sequence[Dict[str, Any]]) -> Tuple[List[Tuple[str, Any]], List[str]]:
+    """The environment block of a group and the keys on which its records disagree."""
+    envs = [r["environment"] for r in records]
+    earliest = min(envs, key=lambda e: (e.get("date", ""), e.get("time", "")))
+    items, differing = [], []
+    keys = [k for k in SEED_KEYS if any(k in e for e in envs)]
+    keys += sorted({k for e in envs for k in e} - set(SEED_KEYS))
+    for key in keys:
+        values = [e.get(key) for e in envs]
+        if key in _PER_RUN_KEYS:
+            if key in SEED_KEYS:
+                items.append((key, earliest.get(key)))
+            continue
+        if len({str(v) for v in values}) > 1:
+            differing.append(key)
+            items.append((key, _describe(values)))
+        elif key in SEED_KEYS:
+            items.append((key, values[0]))
+    return items, differing
+
+
+def collect(sweep_dir: Path, write: bool = True) -> Collection:
+    """Read every record under ``sweep_dir``; render the report; write the CSV files."""
+    sweep_dir = Path(sweep_dir)
+    result = Collection(sweep_dir=sweep_dir)
+    if not sweep_dir.is_dir():
+        result.report = f"sweeper.collect: {sweep_dir} is not a folder; give a sweep folder"
+        return result
+    records, paths, unreadable = load_records(sweep_dir)
+    order = _order(records)
+    result.records = [records[i] for i in order]
+    result.paths = [paths[i] for i in order]
+    result.unreadable = unreadable
+    if not result.records:
+        result.report = (
+            f"sweeper.collect: no {RECORD_NAME} under {sweep_dir}"
+            + (f" that could be read ({len(unreadable)} could not)" if unreadable else "")
+            + "; run a sweep there first (python -m sweeper ... -m hydra.sweep.dir="
+            + f"{sweep_dir})"
+        )
+        result.report += "".join(f"\nskipped unreadable record: {u}" for u in unreadable)
+        return result
+
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for record in result.records:
+        cell = record["cell"]
+        groups.setdefault((cell["framework"], cell["device"]), []).append(record)
+    several = len(groups) > 1
+    parts: List[str] = []
+    csv_rows: Dict[str, List[Row]] = {}
+    env_text = io.StringIO()
+    for (framework, device), members in groups.items():
+        if several:
+            parts.append(f"\n######## framework={framework} device={device} ########")
+        for mode, measurement, label, filename in SECTIONS:
+            chosen = [r for r in members if _wanted(r, mode, measurement)]
+            if not chosen:
+                continue
+            rows = []
+            for record in chosen:
+                value, noisy = _value(record, mode, measurement)
+                cell = record["cell"]
+                rows.append(
+                    Row(
+                        model=cell["model"],
+                        batch_size=cell["batch_size"],
+                        sequence_length=cell["sequence_length"],
+                        value=value,
+                        noisy=noisy,
+                        extra=(framework, device) if several else (),
+                    )
+                )
+            header = TIME_HEADER if measurement == "time" else MEMORY_HEADER
+            parts.append(render_section(label, header, rows))
+            csv_rows.setdefault(filename, []).extend(rows)
+        items, differing = _env_items(members)
+        parts.append(render_env(items))
+        env_text.write(env_csv(items, extra=(framework, device) if several else ()))
+        if differing:
+            result.warnings.append(
+                f"WARNING: the {framework}/{device} records of {sweep_dir} come from different "
+                f"environments ({', '.join(differing)} differ); the environment block lists "
+                "each value with its number of cells"
+            )
+
+    parts.extend(f"\n{w}" for w in result.warnings)
+    parts.extend(f"\nskipped unreadable record: {u}" for u in unreadable)
+    parts.append(_summary(result))
+    result.report = "\n".join(parts)
+
+    if write:
+        for mode, measurement, _, filename in SECTIONS:
+            if filename in csv_rows:
+                path = sweep_dir / filename
+                extra = EXTRA_COLUMNS if several else ()
+                _write_text(path, results_csv(csv_rows[filename], measurement == "time", extra))
+                result.written.append(path)
+        _write_text(sweep_dir / "env.csv", env_text.getvalue())
+        _write_text(sweep_dir / "summary.csv", summary_csv(result.records, result.paths, sweep_dir))
+        result.written += [sweep_dir / "env.csv", sweep_dir / "summary.csv"]
+    return result
+
+
+def _summary(result: Collection) -> str:
+    counts = Counter(r["status"] for r in result.records)
+    line = f"\n{len(result.records)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    others = [(r, p) for r, p in zip(result.records, result.paths) if r["status"] != "ok"]
+    if not others:
+        return line
+    lines = [line, "Cells that did not succeed:"]
+    for record, path in others:
+        cell = record["cell"]
+        lines.append(
+            f"- {record['status']}: {cell['model']} batch={cell['batch_size']} "
+            f"seq={cell['sequence_length']} [{cell['framework']}/{cell['device']}]: "
+            f"{record.get('error')} ({path})"
+        )
+    return "\n".join(lines)
+
+
+SUMMARY_COLUMNS = (
+    "model", "batch_size", "sequence_length", "framework", "device", "mode", "status",
+    "median_s", "min_s", "iqr_pct", "ci95_halfwidth_pct", "timed_calls", "noisy", "first_call_s",
+    "peak_mib", "peak_increase_mib", "error", "record",
+)
+
+
+def summary_csv(records: Sequence[Dict[str, Any]], paths: Sequence[Path], root: Path) -> str:
+    """One row per cell and mode with the main statistics: for plots and notebooks."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(SUMMARY_COLUMNS)
+    for record, path in zip(records, paths):
+        cell = record["cell"]
+        modes = [m for m in ("inference", "training") if record["config"].get(m)]
+        for mode in modes:
+            result = record["results"].get(mode) or {}
+            timing = result.get("time") or {}
+            memory = result.get("memory") or {}
+            writer.writerow([
+                cell["model"], cell["batch_size"], cell["sequence_length"], cell["framework"],
+                cell["device"], mode, result.get("status", record["status"]),
+                timing.get("median_s"), timing.get("min_s"), timing.get("iqr_pct"),
+                timing.get("ci95_halfwidth_pct"), timing.get("timed_calls"),
+                (timing.get("noise") or {}).get("verdict") == "noisy" if timing else None,
+                timing.get("first_call_s"), memory.get("headline_mib"),
+                memory.get("peak_increase_mib"), result.get("error") or record.get("error"),
+                str(path.relative_to(root)),
+            ])
+    return out.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.collect",
+        description="Print a sweep folder's tables and write its CSV files.",
+    )
+    parser.add_argument("sweep_dir", type=Path, help="a sweep folder (hydra.sweep.dir)")
+    parser.add_argument("--no-write", action="store_true", help="print only; write no CSV")
+    args = parser.parse_args(argv)
+    result = collect(args.sweep_dir, write=not args.no_write)
+    print(result.report, file=sys.stdout if result.records else sys.stderr)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The environment a cell ran in: the old tool's ENVIRONMENT INFORMATION keys, and more.
+
+Gathered in the Hydra process without importing a framework: versions come from installed
+package metadata, GPU facts from NVML; the worker adds what only the framework knows (threads,
+device name) under ``framework_runtime``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import psutil
+
+from .gpu import gpu_inventory
+from .schema import Config, Device, PtConfig
+from .tables import SEED_KEYS
+
+__all__ = ["SEED_KEYS", "environment"]
+
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _version(package: str) -> Optional[str]:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(_REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(config: Config, now: Optional[datetime.datetime] = None) -> Dict[str, Any]:
+    """Every key of the old tool's environment block with real values, then extra context."""
+    now = now or datetime.datetime.now()
+    pt = isinstance(config.framework, PtConfig)
+    env: Dict[str, Any] = {
+        "transformers_version": _version("transformers"),
+        "framework": "PyTorch" if pt else "Tensorflow",
+    }
+    if pt:
+        env["use_torchscript"] = config.framework.torchscript
+    else:
+        env["eager_mode"] = config.framework.eager_mode
+        env["use_xla"] = config.framework.use_xla
+    env.update(
+        framework_version=_version("torch" if pt else "tensorflow"),
+        python_version=platform.python_version(),
+        system=platform.system(),
+        cpu=platform.processor() or platform.machine(),
+        architecture=platform.architecture()[0],
+        date=now.date().isoformat(),
+        time=now.time().isoformat(),
+        fp16=bool(pt and config.framework.fp16),
+        use_multiprocessing=True,  # every cell runs in a fresh worker process
+        only_pretrain_model=config.only_pretrain_model,
+        cpu_ram_mb=int(psutil.virtual_memory().total / (1 << 20)),
+        use_gpu=config.device.name is Device.cuda,
+    )
+    if env["use_gpu"]:
+        env.update(gpu_inventory())
+    env["use_tpu"] = False
+    env.update(
+        timestamp_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        hostname=socket.gethostname(),
+        cpu_model=_cpu_model(),
+        cpu_count=os.cpu_count(),
+        kernel=platform.release(),
+        sweeper_commit=_git_commit(),
+        hydra_version=_version("hydra-core"),
+        keras_version=_version("tf-keras") if not pt else None,
+    )
+    return env

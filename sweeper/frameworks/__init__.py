@@ -1,0 +1,99 @@
+"""The framework interface: build the model, make inputs, run a step, wait for the device.
+
+Implementations live in ``pt.py`` and ``tf.py`` and are imported by name only when chosen, so a
+PyTorch cell never imports TensorFlow and the collector imports neither.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from typing import Callable, Dict, Optional
+
+from ..schema import Config
+
+__all__ = ["Backend", "CellError", "load"]
+
+INFERENCE = "inference"
+TRAINING = "training"
+
+
+class CellError(RuntimeError):
+    """The cell cannot run as configured on this machine; the message says why and what to do."""
+
+
+class Backend(abc.ABC):
+    """One framework on one device, for one cell."""
+
+    display_name: str  # as the old tool's environment block: PyTorch / Tensorflow
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def build(self, mode: str) -> Callable[[], object]:
+        """Build the model with random weights and its inputs; return the step to measure."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Block until every queued device operation has finished."""
+
+    @abc.abstractmethod
+    def info(self) -> Dict[str, object]:
+        """Framework version, threads, device: what the record needs to be reproducible."""
+
+    def gpu_memory_reset(self) -> None:
+        """Reset the framework allocator's peak counters (GPU only)."""
+
+    def gpu_memory_peaks_mib(self) -> Dict[str, float]:
+        """The framework allocator's peaks since the last reset (GPU only)."""
+        return {}
+
+    @staticmethod
+    def is_oom(exc: BaseException) -> bool:
+        """Whether ``exc`` means the device or host ran out of memory."""
+        return isinstance(exc, MemoryError)
+
+
+def load(name: str) -> type:
+    """The Backend class of framework ``name`` (pt | tf), importing only that framework."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    return module.BACKEND
+
+
+def pick_model_class(transformers: object, hf_config: object, mode: str, config: Config, tf: bool):
+    """The transformers class to benchmark, with the old tool's rules.
+
+    ``model.architecture`` (the old ``config.architectures[0]``) names a head class unless
+    ``only_pretrain_model``; otherwise the bare model for inference and the model with a
+    language-modelling head for training (its loss is what ``labels=input_ids`` trains).
+    """
+    prefix = "TF" if tf else ""
+    framework = "TensorFlow" if tf else "PyTorch"
+    version = getattr(transformers, "__version__", "?")
+    architecture = config.model.architecture
+    if architecture and not config.only_pretrain_model:
+        name = architecture if architecture.startswith(prefix) else prefix + architecture
+        cls = getattr(transformers, name, None)
+        if cls is None:
+            raise CellError(
+                f"model.architecture={architecture}: transformers {version} has no {framework} "
+                f"class {name}; name a class such as BertForMaskedLM, or set "
+                "model.architecture=null for the bare model"
+            )
+        return cls
+    if mode == INFERENCE:
+        mappings, what = [f"{prefix}MODEL_MAPPING"], "base-model"
+    else:
+        mappings = [f"{prefix}MODEL_WITH_LM_HEAD_MAPPING", f"{prefix}MODEL_FOR_CAUSAL_LM_MAPPING"]
+        what = "language-model-head"
+    for mapping_name in mappings:
+        mapping = getattr(transformers, mapping_name)
+        if type(hf_config) in mapping:
+            return mapping[type(hf_config)]
+    model_type = config.model.model_type
+    fix = "use framework=pt" if tf else "set model.architecture to a class that exists"
+    raise CellError(
+        f"transformers {version} has no {framework} {what} class for model_type={model_type} "
+        f"(model {config.model.name}); {fix}"
+    )

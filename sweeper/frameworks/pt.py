@@ -1,0 +1,117 @@
+"""PyTorch backend: transformers' PyTorch classes on the CPU or a CUDA GPU."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+import transformers
+
+from ..schema import Config, Device
+from . import INFERENCE, Backend, CellError, pick_model_class
+
+__all__ = ["BACKEND", "PtBackend"]
+
+
+class PtBackend(Backend):
+    display_name = "PyTorch"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        if config.device.name is Device.cuda:
+            if not torch.cuda.is_available():
+                raise CellError(
+                    "device=cuda but PyTorch sees no CUDA GPU (torch.cuda.is_available() is "
+                    f"False; torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+                    "run with device=cpu, or on a machine with a GPU and a CUDA build of torch"
+                )
+            self.device = torch.device("cuda", 0)
+        else:
+            self.device = torch.device("cpu")
+        self.cuda = self.device.type == "cuda"
+
+    def build(self, mode: str) -> Callable[[], object]:
+        config, options = self.config, self.config.framework
+        torch.manual_seed(config.seed)
+        hf_config = transformers.AutoConfig.for_model(
+            config.model.model_type, **config.model.hf_kwargs()
+        )
+        if options.torchscript:
+            hf_config.torchscript = True
+        model_cls = pick_model_class(transformers, hf_config, mode, config, tf=False)
+        model = model_cls(hf_config).to(self.device)
+        if options.fp16:
+            model.half()
+        generator = torch.Generator().manual_seed(config.seed)
+        input_ids = torch.randint(
+            hf_config.vocab_size, (config.batch, config.seq), generator=generator
+        ).to(self.device)
+        kwargs = {"decoder_input_ids": input_ids} if hf_config.is_encoder_decoder else {}
+        self.model = model
+
+        if mode == INFERENCE:
+            model.eval()
+            if options.torchscript:
+                with torch.no_grad():
+                    model = torch.jit.trace(
+                        model, example_kwarg_inputs={"input_ids": input_ids, **kwargs}
+                    )
+
+            def forward() -> object:
+                with torch.no_grad():
+                    return model(input_ids=input_ids, **kwargs)
+
+            return forward
+
+        model.train()
+
+        def train_step() -> object:
+            loss = model(input_ids=input_ids, labels=input_ids, **kwargs)[0]
+            loss.backward()
+            return loss
+
+        return train_step
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def info(self) -> Dict[str, object]:
+        info: Dict[str, object] = {
+            "framework_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "torch_intra_op_threads": torch.get_num_threads(),
+            "torch_inter_op_threads": torch.get_num_interop_threads(),
+            "cuda_build": torch.version.cuda,
+        }
+        if self.cuda:
+            props = torch.cuda.get_device_properties(self.device)
+            info.update(
+                device_name=props.name,
+                device_uuid=str(getattr(props, "uuid", "")),
+                cudnn_version=torch.backends.cudnn.version(),
+            )
+        return info
+
+    def gpu_memory_reset(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def gpu_memory_peaks_mib(self) -> Dict[str, float]:
+        if not self.cuda:
+            return {}
+        mib = float(1 << 20)
+        return {
+            "torch_max_allocated_mib": torch.cuda.max_memory_allocated(self.device) / mib,
+            "torch_max_reserved_mib": torch.cuda.max_memory_reserved(self.device) / mib,
+        }
+
+    @staticmethod
+    def is_oom(exc: BaseException) -> bool:
+        if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+            return True
+        # The CPU allocator raises a plain RuntimeError when malloc fails.
+        return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+BACKEND = PtBackend

@@ -1,0 +1,112 @@
+"""TensorFlow backend: transformers' TF classes (Keras 2 via tf-keras) on the CPU or a GPU."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import tensorflow as tf
+import transformers
+
+from ..schema import Config, Device
+from . import INFERENCE, Backend, CellError, pick_model_class
+
+__all__ = ["BACKEND", "TfBackend"]
+
+
+class TfBackend(Backend):
+    display_name = "Tensorflow"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        gpus = tf.config.list_physical_devices("GPU")
+        if config.device.name is Device.cuda:
+            if not gpus:
+                raise CellError(
+                    "device=cuda but TensorFlow sees no GPU (tf.config.list_physical_devices"
+                    f"('GPU') is empty; tensorflow {tf.__version__}); run with device=cpu, or "
+                    "on a machine with a GPU and a CUDA build of TensorFlow"
+                )
+            # Without this TF reserves nearly all GPU memory up front and every peak reads "full".
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            self.device_name = "GPU:0"
+        else:
+            self.device_name = "CPU:0"
+        self.gpu = self.device_name.startswith("GPU")
+
+    def build(self, mode: str) -> Callable[[], object]:
+        config, options = self.config, self.config.framework
+        tf.keras.utils.set_random_seed(config.seed)
+        hf_config = transformers.AutoConfig.for_model(
+            config.model.model_type, **config.model.hf_kwargs()
+        )
+        model_cls = pick_model_class(transformers, hf_config, mode, config, tf=True)
+        with tf.device(self.device_name):
+            model = model_cls(hf_config)
+            model.build_in_name_scope()  # create the weights now, not in the first timed call
+            input_ids = tf.random.uniform(
+                (config.batch, config.seq),
+                maxval=hf_config.vocab_size,
+                dtype=tf.int32,
+                seed=config.seed,
+            )
+        kwargs = {"decoder_input_ids": input_ids} if hf_config.is_encoder_decoder else {}
+        self.model = model
+
+        if mode == INFERENCE:
+
+            def step() -> object:
+                return model(input_ids, training=False, **kwargs)
+
+        else:
+
+            def step() -> object:
+                with tf.GradientTape() as tape:
+                    loss = model(input_ids, labels=input_ids, training=True, **kwargs)[0]
+                return tape.gradient(loss, model.trainable_variables)
+
+        if not options.eager_mode:
+            step = tf.function(step, jit_compile=options.use_xla)
+
+        def run() -> object:
+            with tf.device(self.device_name):
+                return step()
+
+        return run
+
+    def sync(self) -> None:
+        # Waits for every op queued on every device (TF >= 2.12).
+        tf.test.experimental.sync_devices()
+
+    def info(self) -> Dict[str, object]:
+        info: Dict[str, object] = {
+            "framework_version": tf.__version__,
+            "transformers_version": transformers.__version__,
+            "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf_threads_note": "0 = TensorFlow chooses (one per core)",
+            "cuda_build": tf.sysconfig.get_build_info().get("cuda_version"),
+        }
+        if self.gpu:
+            details = tf.config.experimental.get_device_details(
+                tf.config.list_physical_devices("GPU")[0]
+            )
+            info["device_name"] = details.get("device_name")
+        return info
+
+    def gpu_memory_reset(self) -> None:
+        if self.gpu:
+            tf.config.experimental.reset_memory_stats(self.device_name)
+
+    def gpu_memory_peaks_mib(self) -> Dict[str, float]:
+        if not self.gpu:
+            return {}
+        peak = tf.config.experimental.get_memory_info(self.device_name)["peak"]
+        return {"tf_peak_mib": peak / float(1 << 20)}
+
+    @staticmethod
+    def is_oom(exc: BaseException) -> bool:
+        return isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError))
+
+
+BACKEND = TfBackend

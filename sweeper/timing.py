@@ -1,0 +1,112 @@
+"""Time one callable: a cold call, warm-up, then timed calls until the median is known.
+
+Method (in the spirit of torch.utils.benchmark's ``adaptive_autorange`` and MLPerf's validity
+rules):
+
+1. The first call is timed on its own (``first_call_s``): it pays tracing, graph compilation,
+   XLA and lazy initialisation, which users of torch.compile / tf.function want to see, and which
+   must not pollute the steady state.
+2. Warm-up: at least ``warmup_calls`` calls *and* ``warmup_min_s`` seconds, untimed, so caches,
+   allocator pools and oneDNN primitive caches are filled.
+3. Timed calls, each bracketed by a device synchronisation *before every clock read*, until at
+   least ``min_calls`` calls and ``min_time_s`` seconds are done, and then until the median's
+   distribution-free 95 % CI lies within +-``target_ci_pct`` % of it; ``max_calls`` and
+   ``max_time_s`` cap the loop (a result stopped by a cap before converging is flagged noisy).
+
+Default choices (``conf/config.yaml``): ``min_calls = 6`` is the smallest sample for which a
+95 % CI of the median exists at all (``stats.median_ci_ranks``); ``min_time_s = 0.5`` keeps
+millisecond-scale calls from being judged on a handful of samples that all share one scheduler
+tick; ``max_time_s = 30`` bounds a cell on a noisy machine; ``target_ci_pct = 2`` is the
+precision this product promises.
+
+The clock is ``time.perf_counter`` (monotonic, sub-microsecond). Nothing here spins: waiting is
+the framework's own synchronisation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from typing import Callable
+
+from .schema import TimingConfig
+from .stats import TimeStats, median_ci_ranks
+
+__all__ = ["time_calls"]
+
+
+def _ci_halfwidth_pct(sorted_samples: list) -> float:
+    ranks = median_ci_ranks(len(sorted_samples))
+    if ranks is None:
+        return float("inf")
+    n = len(sorted_samples)
+    median = (sorted_samples[(n - 1) // 2] + sorted_samples[n // 2]) / 2.0
+    if median <= 0:
+        return float("inf")
+    low, high = sorted_samples[ranks[0] - 1], sorted_samples[ranks[1] - 1]
+    return 100.0 * max(median - low, high - median) / median
+
+
+def time_calls(
+    fn: Callable[[], object],
+    sync: Callable[[], None],
+    timing: TimingConfig,
+    clock: Callable[[], float] = time.perf_counter,
+    cold_call_done_s: float | None = None,
+    before_timed: Callable[[], object] | None = None,
+) -> TimeStats:
+    """Measure ``fn``; ``sync`` must block until all work ``fn`` queued on the device is done.
+
+    ``cold_call_done_s``: the duration of a first call the caller already made (for example to
+    measure its memory); when given, the cold call is not repeated. ``before_timed`` runs once
+    between warm-up and the timed calls (the worker resets peak-memory marks there, so the
+    memory figure is the peak of the same steady-state calls that were timed).
+    """
+    if cold_call_done_s is None:
+        sync()
+        start = clock()
+        fn()
+        sync()
+        first_call_s = clock() - start
+    else:
+        first_call_s = cold_call_done_s
+
+    warmup_calls = 0
+    warmup_start = clock()
+    while warmup_calls < timing.warmup_calls or clock() - warmup_start < timing.warmup_min_s:
+        fn()
+        warmup_calls += 1
+    sync()
+    if before_timed is not None:
+        before_timed()
+
+    samples: list = []
+    sorted_samples: list = []
+    loop_start = clock()
+    while True:
+        sync()
+        start = clock()
+        fn()
+        sync()
+        end = clock()
+        samples.append(end - start)
+        bisect.insort(sorted_samples, end - start)
+        elapsed = end - loop_start
+        n = len(samples)
+        if n >= timing.max_calls:
+            stop_reason = f"max_calls={timing.max_calls} reached"
+            break
+        if elapsed >= timing.max_time_s:
+            stop_reason = f"max_time_s={timing.max_time_s:g} reached"
+            break
+        if n >= timing.min_calls and elapsed >= timing.min_time_s:
+            if _ci_halfwidth_pct(sorted_samples) <= timing.target_ci_pct:
+                stop_reason = "converged"
+                break
+    return TimeStats(
+        samples_s=samples,
+        warmup_calls=warmup_calls,
+        first_call_s=first_call_s,
+        stop_reason=stop_reason,
+        target_ci_pct=timing.target_ci_pct,
+    )

@@ -1,0 +1,161 @@
+"""Runs one mode (inference or training) of one cell in a fresh process and writes its result.
+
+``python -m sweeper.worker SPEC.json RESULT.json``. A fresh process per measurement is what
+makes a cell's memory figure independent of every cell before it; the parent (the Hydra job)
+imports no framework, so each measurement pays exactly one framework import and one model build.
+The result file is rewritten atomically after each phase, so a worker killed by the OOM killer
+or a timeout still leaves what it had measured and how far it got.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict
+
+from .cell import typed_config
+from .memory import peak_method, peak_rss_mib, reset_peak, rss_mib
+from .record import write_json_atomic
+from .timing import time_calls
+
+__all__ = ["main"]
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when the Hydra process dies (kill -9 of the sweep)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def measure(backend: Any, step: Any, config: Any, result: Dict[str, Any]) -> None:
+    """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call)."""
+    memory: Dict[str, Any] = {}
+    baseline_rss = rss_mib()  # model built and on the device, inputs made, nothing run yet
+    can_reset = config.memory and reset_peak()
+    backend.gpu_memory_reset()
+    start = time.perf_counter()
+    step()
+    backend.sync()
+    first_call_s = time.perf_counter() - start
+    result["phases_s"]["first_call_s"] = first_call_s
+    if config.memory:
+        memory["first_call_peak_rss_mib"] = peak_rss_mib() if can_reset else None
+
+    def reset_marks() -> None:
+        if config.memory:
+            reset_peak()
+            backend.gpu_memory_reset()
+
+    if config.speed:
+        loop_start = time.perf_counter()
+        stats = time_calls(
+            step,
+            backend.sync,
+            config.timing,
+            cold_call_done_s=first_call_s,
+            before_timed=reset_marks,
+        )
+        result["phases_s"]["warmup_and_timed_s"] = time.perf_counter() - loop_start
+        result["phases_s"]["timed_s"] = sum(stats.samples_s)
+        result["time"] = stats.to_dict()
+    else:
+        reset_marks()
+        step()
+        backend.sync()
+    if config.memory:
+        peak = peak_rss_mib()
+        memory.update(
+            peak_rss_mib=peak,
+            baseline_rss_mib=baseline_rss,
+            peak_increase_mib=peak - baseline_rss,
+            method=peak_method() if can_reset else "ru_maxrss of the whole worker process",
+            calls_covered="timed calls" if config.speed else "one call after the cold call",
+        )
+        gpu = backend.gpu_memory_peaks_mib()
+        if gpu:
+            from .gpu import process_used_mib
+
+            memory.update(gpu)
+            memory.update(process_used_mib(os.getpid()))
+            nvml_used = memory.get("nvml_process_used_mib")
+            if nvml_used is not None:
+                memory["headline_mib"], memory["headline_source"] = nvml_used, "nvml_process_used"
+            else:
+                memory["headline_mib"] = max(gpu.values())
+                memory["headline_source"] = "framework allocator peak (NVML had no figure)"
+        else:
+            memory["headline_mib"], memory["headline_source"] = peak, "peak_rss"
+        result["memory"] = memory
+
+
+def run(spec: Dict[str, Any], result_path: Path) -> Dict[str, Any]:
+    started = time.time()
+    mode = spec["mode"]
+    result: Dict[str, Any] = {
+        "mode": mode,
+        "status": "running",
+        "error": None,
+        "phase": "import",
+        "phases_s": {"spawn_s": started - spec["spawned_at"]},
+    }
+    backend_cls = None
+    try:
+        config = typed_config(spec["config"])
+        from .frameworks import load
+
+        tic = time.perf_counter()
+        backend_cls = load(config.framework.name.value)
+        result["phases_s"]["import_s"] = time.perf_counter() - tic
+        backend = backend_cls(config)
+        result["framework_runtime"] = backend.info()
+        result["phase"] = "build"
+        write_json_atomic(result_path, result)
+        tic = time.perf_counter()
+        step = backend.build(mode)
+        backend.sync()
+        result["phases_s"]["build_s"] = time.perf_counter() - tic
+        result["phase"] = "measure"
+        write_json_atomic(result_path, result)
+        measure(backend, step, config, result)
+        result["status"] = "ok"
+        result["phase"] = "done"
+    except BaseException as exc:  # every failure is recorded; the parent decides what follows
+        from .frameworks import CellError
+
+        oom = isinstance(exc, MemoryError) or (backend_cls is not None and backend_cls.is_oom(exc))
+        result["status"] = "oom" if oom else "error"
+        result["error"] = str(exc) if isinstance(exc, CellError) else f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    result["phases_s"]["worker_total_s"] = time.time() - started
+    # Lifetime peak of this fresh process: imports and model build included.
+    result["process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json_atomic(result_path, result)
+    return result
+
+
+def main(argv: list | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m sweeper.worker SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    _die_with_parent(spec["parent_pid"])
+    run(spec, Path(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
