@@ -83,9 +83,7 @@ def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[st
     spec_path = job_dir / f"worker-{mode}.spec.json"
     result_path = job_dir / f"worker-{mode}.json"
     log_path = job_dir / f"worker-{mode}.log"
-    for stale in (result_path,):
-        if stale.exists():
-            stale.unlink()
+    result_path.unlink(missing_ok=True)
     spec = {
         "mode": mode,
         "config": job.config_dict,
@@ -191,6 +189,9 @@ def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
     record["finished_utc"] = _utc_now()
     record["overhead"] = _overhead(record, time.perf_counter() - tic)
     write_json_atomic(record_path, record)
+    for mode in record["results"]:  # folded into the record; the worker logs stay
+        for name in (f"worker-{mode}.spec.json", f"worker-{mode}.json"):
+            (job_dir / name).unlink(missing_ok=True)
     return record
 
 

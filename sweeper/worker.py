@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -127,6 +126,8 @@ def run(spec: Dict[str, Any], result_path: Path) -> Dict[str, Any]:
         step = backend.build(mode)
         backend.sync()
         result["phases_s"]["build_s"] = time.perf_counter() - tic
+        # Peak of this fresh process so far (imports and model build), before any reset.
+        result["build_peak_rss_mib"] = peak_rss_mib()
         result["phase"] = "measure"
         write_json_atomic(result_path, result)
         measure(backend, step, config, result)
@@ -140,8 +141,6 @@ def run(spec: Dict[str, Any], result_path: Path) -> Dict[str, Any]:
         result["error"] = str(exc) if isinstance(exc, CellError) else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     result["phases_s"]["worker_total_s"] = time.time() - started
-    # Lifetime peak of this fresh process: imports and model build included.
-    result["process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_json_atomic(result_path, result)
     return result
 

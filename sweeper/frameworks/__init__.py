@@ -82,10 +82,14 @@ def pick_model_class(transformers: object, hf_config: object, mode: str, config:
                 "model.architecture=null for the bare model"
             )
         return cls
+    mapping_prefix = "TF_" if tf else ""
     if mode == INFERENCE:
-        mappings, what = [f"{prefix}MODEL_MAPPING"], "base-model"
+        mappings, what = [f"{mapping_prefix}MODEL_MAPPING"], "base-model"
     else:
-        mappings = [f"{prefix}MODEL_WITH_LM_HEAD_MAPPING", f"{prefix}MODEL_FOR_CAUSAL_LM_MAPPING"]
+        mappings = [
+            f"{mapping_prefix}MODEL_WITH_LM_HEAD_MAPPING",
+            f"{mapping_prefix}MODEL_FOR_CAUSAL_LM_MAPPING",
+        ]
         what = "language-model-head"
     for mapping_name in mappings:
         mapping = getattr(transformers, mapping_name)
