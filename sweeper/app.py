@@ -45,7 +45,9 @@ def hydra_app(cfg: DictConfig) -> None:
         job,
         Path(hydra_cfg.runtime.output_dir),
         sweep_index=sweep_index,
-        hydra_choices={k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")},
+        hydra_choices={
+            k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")
+        },
     )
     status = record["status"]
     (log.info if status in ("ok", "skipped") else log.error)(

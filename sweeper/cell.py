@@ -130,6 +130,10 @@ def validate(config: Config) -> None:
         raise InputError(f"timing.target_ci_pct={t.target_ci_pct} must be > 0, e.g. 2.0")
     if config.timeout_s <= 0:
         raise InputError(f"timeout_s={config.timeout_s} must be > 0 seconds, e.g. timeout_s=1800")
+    if config.memory_limit_mib is not None and config.memory_limit_mib <= 0:
+        raise InputError(
+            f"memory_limit_mib={config.memory_limit_mib} must be > 0 MiB, or null for no cap"
+        )
     fw = config.framework
     if isinstance(fw, TfConfig) and fw.eager_mode and fw.use_xla:
         raise InputError(

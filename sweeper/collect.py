@@ -94,14 +94,16 @@ def _order(records: Sequence[Dict[str, Any]]) -> List[int]:
 
     def key(i: int) -> tuple:
         cell = records[i]["cell"]
-        return (first_seen[cell["model"]], cell["model"], cell["batch_size"], cell["sequence_length"])
+        model = cell["model"]
+        return (first_seen[model], model, cell["batch_size"], cell["sequence_length"])
 
     return sorted(range(len(records)), key=key)
 
 
 def _wanted(record: Dict[str, Any], mode: str, measurement: str) -> bool:
     config = record["config"]
-    return bool(config.get(mode)) and bool(config.get("speed" if measurement == "time" else "memory"))
+    flag = "speed" if measurement == "time" else "memory"
+    return bool(config.get(mode)) and bool(config.get(flag))
 
 
 def _value(record: Dict[str, Any], mode: str, measurement: str) -> Tuple[Optional[float], bool]:
@@ -213,7 +215,7 @@ def collect(sweep_dir: Path, write: bool = True) -> Collection:
     result.report = "\n".join(parts)
 
     if write:
-        for mode, measurement, _, filename in SECTIONS:
+        for _, measurement, _, filename in SECTIONS:
             if filename in csv_rows:
                 path = sweep_dir / filename
                 extra = EXTRA_COLUMNS if several else ()
@@ -231,13 +233,13 @@ def _summary(result: Collection) -> str:
     others = [(r, p) for r, p in zip(result.records, result.paths) if r["status"] != "ok"]
     if not others:
         return line
-    lines = [line, "Cells that did not succeed:"]
+    lines = [line, f"Cells that did not succeed (records under {result.sweep_dir}):"]
     for record, path in others:
         cell = record["cell"]
         lines.append(
             f"- {record['status']}: {cell['model']} batch={cell['batch_size']} "
             f"seq={cell['sequence_length']} [{cell['framework']}/{cell['device']}]: "
-            f"{record.get('error')} ({path})"
+            f"{record.get('error')} ({path.relative_to(result.sweep_dir)})"
         )
     return "\n".join(lines)
 
@@ -268,7 +270,8 @@ def summary_csv(records: Sequence[Dict[str, Any]], paths: Sequence[Path], root: 
                 timing.get("ci95_halfwidth_pct"), timing.get("timed_calls"),
                 (timing.get("noise") or {}).get("verdict") == "noisy" if timing else None,
                 timing.get("first_call_s"), memory.get("headline_mib"),
-                memory.get("peak_increase_mib"), result.get("error") or record.get("error"),
+                memory.get("peak_increase_mib"),
+                result.get("error") if result else record.get("error"),
                 str(path.relative_to(root)),
             ])
     return out.getvalue()

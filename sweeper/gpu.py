@@ -25,7 +25,7 @@ def nvml() -> Tuple[Optional[Any], Optional[str]]:
         return None, f"nvidia-ml-py is not installed ({exc})"
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound / DriverNotLoaded on machines without a GPU
+    except Exception as exc:  # NVMLError_LibraryNotFound / DriverNotLoaded: no GPU here
         return None, f"NVML unavailable: {type(exc).__name__}: {exc}"
     return pynvml, None
 

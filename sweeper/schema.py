@@ -302,6 +302,9 @@ class Config:
     only_pretrain_model: bool = False  # ignore model.architecture: bare model / LM-head model
     seed: int = 0  # seeds the random input_ids and weights
     timeout_s: float = 1800.0  # a cell still running after this is stopped: status timeout
+    # Address space a cell may add beyond its built model (RLIMIT_AS); more fails it as oom
+    # instead of pushing the machine into swap or the kernel's OOM killer. null: no cap.
+    memory_limit_mib: Optional[int] = None
     force: bool = False  # re-measure cells that already have an ok record in the sweep folder
     timing: TimingConfig = field(default_factory=TimingConfig)
 

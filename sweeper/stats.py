@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
@@ -42,7 +42,7 @@ def quantile(sorted_samples: Sequence[float], q: float) -> float:
     return sorted_samples[low] + (sorted_samples[high] - sorted_samples[low]) * (position - low)
 
 
-@lru_cache(maxsize=None)
+@cache
 def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> Optional[Tuple[int, int]]:
     """1-based ranks (lo, hi) such that [x_(lo), x_(hi)] covers the median with >= confidence.
 

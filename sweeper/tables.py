@@ -57,8 +57,7 @@ SEED_KEYS = (
 
 NOISY_MARK = "*"
 NOISY_NOTE = (
-    f"{NOISY_MARK} noisy: IQR/median > 10 % or the median's 95 % CI wider than the target; "
-    "the record's time.noise.reasons says which"
+    f"{NOISY_MARK} noisy: IQR/median > 10 % or the median's 95 % CI too wide; see time.noise"
 )
 TIME_HEADER = "Time in s"
 MEMORY_HEADER = "Memory in MB"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -37,6 +38,18 @@ def _die_with_parent(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def _limit_address_space(headroom_mib: int) -> float:
+    """Cap the address space at its current size plus ``headroom_mib``; return the cap in MiB."""
+    with open("/proc/self/status") as handle:
+        vm_kib = int(handle.read().split("VmSize:")[1].split()[0])
+    limit = (vm_kib * 1024) + headroom_mib * (1 << 20)
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit / (1 << 20)
 
 
 def measure(backend: Any, step: Any, config: Any, result: Dict[str, Any]) -> None:
@@ -128,6 +141,8 @@ def run(spec: Dict[str, Any], result_path: Path) -> Dict[str, Any]:
         result["phases_s"]["build_s"] = time.perf_counter() - tic
         # Peak of this fresh process so far (imports and model build), before any reset.
         result["build_peak_rss_mib"] = peak_rss_mib()
+        if config.memory_limit_mib is not None:
+            result["address_space_limit_mib"] = _limit_address_space(config.memory_limit_mib)
         result["phase"] = "measure"
         write_json_atomic(result_path, result)
         measure(backend, step, config, result)

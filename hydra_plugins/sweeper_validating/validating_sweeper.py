@@ -10,10 +10,9 @@ sweep stops the command before any cell has been measured. Selected in conf/conf
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
-from hydra.core.config_store import ConfigStore
-from hydra.errors import ConfigCompositionException
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from omegaconf import OmegaConf, open_dict
+from hydra.core.config_store import ConfigStore
+from omegaconf import open_dict
 
 
 @dataclass
@@ -45,10 +44,9 @@ class ValidatingSweeper(BasicSweeper):
             )
         loader = self.hydra_context.config_loader
         for overrides in batch:
-            try:
-                cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
-            except ConfigCompositionException:
-                raise
+            cfg = loader.load_sweep_config(
+                master_config=self.config, sweep_overrides=list(overrides)
+            )
             with open_dict(cfg):
                 del cfg["hydra"]
             try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 from ..schema import Config
 
@@ -42,7 +42,7 @@ class Backend(abc.ABC):
     def info(self) -> Dict[str, object]:
         """Framework version, threads, device: what the record needs to be reproducible."""
 
-    def gpu_memory_reset(self) -> None:
+    def gpu_memory_reset(self) -> None:  # noqa: B027 - a no-op is right on the CPU
         """Reset the framework allocator's peak counters (GPU only)."""
 
     def gpu_memory_peaks_mib(self) -> Dict[str, float]:

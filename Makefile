@@ -1,0 +1,42 @@
+# make help lists the targets. Everything runs in .venv, made by `make setup`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup sweep test test-slow test-all bench bench-old lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## make .venv with the pinned working set (1-2 min; the TF wheel is 572 MB)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $@
+
+sweep: setup ## the default sweep: bert-base, PyTorch, CPU, batch 8, seq 8/32/128/512
+	$(BIN)/python -m sweeper -m
+
+test: setup ## the test suite (fast and end-to-end tests; not the slow ones)
+	$(BIN)/python -m pytest
+
+test-slow: setup ## the slow end-to-end tests only
+	$(BIN)/python -m pytest -m slow
+
+test-all: setup ## every CPU test
+	$(BIN)/python -m pytest -m 'not gpu'
+
+bench: setup ## the seed's bert-base sweep in both frameworks, with wall times
+	$(BIN)/python bench/seed_sweep.py
+
+bench-old: setup ## this tool against transformers 4.48.3's PyTorchBenchmark/TensorFlowBenchmark
+	$(BIN)/python bench/vs_old_tool.py
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+clean: ## remove .venv and caches (outputs/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,71 @@
+"""Peak memory against ground truth: a workload that touches a known number of MiB for ~2 ms."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import time
+
+import pytest
+
+from sweeper.memory import peak_method, peak_rss_mib, reset_peak, rss_mib
+from sweeper.schema import Config, TimingConfig
+from sweeper.worker import measure
+
+pytestmark = pytest.mark.skipif(not reset_peak(), reason="needs Linux /proc/self/clear_refs")
+
+
+def spike(mib: int, hold_s: float = 0.002) -> None:
+    """Map ``mib`` MiB, write every byte (so every page is resident), hold, unmap."""
+    size = mib << 20
+    area = mmap.mmap(-1, size)
+    buffer = (ctypes.c_char * size).from_buffer(area)
+    ctypes.memset(ctypes.addressof(buffer), 1, size)
+    end = time.perf_counter() + hold_s
+    while time.perf_counter() < end:
+        pass
+    del buffer
+    area.close()
+
+
+@pytest.mark.parametrize("mib", [64, 256])
+def test_a_2ms_spike_is_measured_within_1_percent(mib):
+    spike(8)  # fault in the code path once
+    before = rss_mib()
+    assert reset_peak()
+    spike(mib)
+    increase = peak_rss_mib() - before
+    assert abs(increase - mib) <= max(1.0, 0.01 * mib), increase
+    assert rss_mib() < before + 2  # the spike is gone again: only the high-water mark saw it
+
+
+class SpikeBackend:
+    """The framework interface around a workload whose memory we know."""
+
+    def __init__(self, mib: int) -> None:
+        self.mib = mib
+
+    def sync(self) -> None:
+        pass
+
+    def gpu_memory_reset(self) -> None:
+        pass
+
+    def gpu_memory_peaks_mib(self) -> dict:
+        return {}
+
+    def step(self) -> None:
+        spike(self.mib)
+
+
+@pytest.mark.parametrize("speed", [True, False])
+def test_the_worker_reports_the_spike_of_its_calls(speed):
+    backend = SpikeBackend(128)
+    config = Config(speed=speed, memory=True, timing=TimingConfig(min_time_s=0.05, max_time_s=1))
+    result = {"phases_s": {}}
+    measure(backend, backend.step, config, result)
+    memory = result["memory"]
+    assert abs(memory["peak_increase_mib"] - 128) <= max(1.0, 1.28), memory
+    assert memory["headline_mib"] == memory["peak_rss_mib"]
+    assert memory["method"] == peak_method() == "VmHWM after reset via /proc/self/clear_refs"
+    assert ("time" in result) is speed
