@@ -6,6 +6,7 @@ failure escape: the record says what happened, so the multirun goes on and the c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -26,7 +27,25 @@ __all__ = ["CONF_DIR", "hydra_app", "job_from_config", "main"]
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("sweeper")
 
+# Longest job folder name kept as it is; file systems refuse names over 255 bytes.
+MAX_DIRNAME = 120
+
+
+def cell_dirname(override_dirname: str) -> str:
+    """A job folder name from Hydra's override_dirname: readable, deterministic, bounded.
+
+    The same overrides always give the same name (which is what lets a sweep resume); a name too
+    long for the file system keeps its start and ends with a hash of the whole.
+    """
+    name = override_dirname.replace("/", "_") or "default"
+    if len(name) <= MAX_DIRNAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[: MAX_DIRNAME - 14]}-h{digest}"
+
+
 schema.register()
+OmegaConf.register_new_resolver("sweeper_dirname", cell_dirname, replace=True)
 
 
 def job_from_config(cfg: DictConfig, overrides: list):

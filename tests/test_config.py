@@ -183,3 +183,16 @@ def test_bad_values_are_refused_with_the_fix(compose_config, overrides, message)
     with pytest.raises(InputError) as info:
         job_from_config(compose_config(overrides), overrides)
     assert message in str(info.value)
+
+
+def test_job_folder_names_stay_readable_and_bounded():
+    from sweeper.app import MAX_DIRNAME, cell_dirname
+
+    assert cell_dirname("batch=8,seq=128") == "batch=8,seq=128"
+    assert cell_dirname("") == "default"
+    assert cell_dirname("model.architecture=a/b") == "model.architecture=a_b"
+    long = ",".join(f"model.key_{i}={i}" for i in range(40))
+    short = cell_dirname(long)
+    assert len(short) == MAX_DIRNAME and short.startswith("model.key_0=0,")
+    assert cell_dirname(long) == short  # deterministic: a rerun finds the same folder
+    assert cell_dirname(long + "1") != short

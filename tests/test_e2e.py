@@ -1,0 +1,106 @@
+"""Real multiruns through `python -m sweeper` in a subprocess, in both frameworks, on tiny models."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from conftest import QUICK, TINY_BERT, records, run_sweeper
+
+SECTIONS = (
+    "INFERENCE - SPEED - RESULT",
+    "INFERENCE - MEMORY - RESULT",
+    "TRAIN - SPEED - RESULTS",
+    "TRAIN - MEMORY - RESULTS",
+)
+
+
+def table_rows(report: str, label: str) -> list:
+    """The data rows of one section of the printed report."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if label in line and line.startswith("=" * 20))
+    assert lines[start + 1] == "-" * 80 and lines[start + 3] == "-" * 80
+    end = lines.index("-" * 80, start + 4)
+    return lines[start + 4 : end]
+
+
+@pytest.mark.parametrize("framework", ["pt", "tf"])
+def test_inference_and_training_sweep(tmp_path, framework):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        [*TINY_BERT, *QUICK, f"framework={framework}", "batch=2", "seq=8,16", "training=true",
+         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for label in SECTIONS:
+        rows = table_rows(proc.stdout, label)
+        assert [r.split()[:3] for r in rows] == [["tiny-bert", "2", "8"], ["tiny-bert", "2", "16"]]
+        assert all(float(r.split()[3].rstrip("*").replace("<", "").strip() or 0) > 0 or "< 0.001" in r
+                   for r in rows)
+    env = proc.stdout.split("ENVIRONMENT INFORMATION")[1]
+    assert f"- framework: {'PyTorch' if framework == 'pt' else 'Tensorflow'}" in env
+    assert "- use_multiprocessing: True" in env and "- cpu_ram_mb: " in env
+
+    found = records(sweep_dir)
+    assert [r["cell"]["sequence_length"] for r in found] == [8, 16]
+    for record in found:
+        assert record["status"] == "ok" and record["cell"]["framework"] == framework
+        assert record["config"]["framework"]["name"] == framework
+        assert record["environment"]["transformers_version"].startswith("4.57")
+        for mode in ("inference", "training"):
+            result = record["results"][mode]
+            timing, memory = result["time"], result["memory"]
+            assert 0 < timing["min_s"] <= timing["median_s"] < 1.0
+            assert len(timing["samples_s"]) == timing["timed_calls"] >= 6
+            assert timing["first_call_s"] > 0 and timing["warmup_calls"] >= 2
+            assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 100
+            assert memory["headline_mib"] == memory["peak_rss_mib"]
+            phases = result["phases_s"]
+            assert phases["import_s"] > 0 and phases["build_s"] > 0
+        overhead = record["overhead"]
+        assert overhead["workers"] == 2
+        assert overhead["overhead_s"] == pytest.approx(
+            overhead["job_wall_s"] - overhead["warmup_and_timed_s"])
+
+    with open(sweep_dir / "inference_time.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["model", "batch_size", "sequence_length", "result"]
+    assert [row[:3] for row in rows[1:]] == [["tiny-bert", "2", "8"], ["tiny-bert", "2", "16"]]
+    median = found[0]["results"]["inference"]["time"]["median_s"]
+    assert rows[1][3] == f"{median:.4f}"
+    for name in ("inference_memory.csv", "train_time.csv", "train_memory.csv", "env.csv"):
+        assert (sweep_dir / name).exists()
+
+
+def test_speed_false_drops_the_speed_sections(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        [*TINY_BERT, "speed=false", "batch=1", "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "INFERENCE - SPEED - RESULT" not in proc.stdout
+    assert len(table_rows(proc.stdout, "INFERENCE - MEMORY - RESULT")) == 1
+    (record,) = records(sweep_dir)
+    assert "time" not in record["results"]["inference"]
+    assert record["results"]["inference"]["memory"]["calls_covered"] == "one call after the cold call"
+    assert not (sweep_dir / "inference_time.csv").exists()
+
+
+def test_the_collector_runs_again_on_a_sweep_folder(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    first = run_sweeper([*TINY_BERT, *QUICK, "batch=1", "seq=8", f"hydra.sweep.dir={sweep_dir}",
+                         "-m"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (sweep_dir / "inference_time.csv").unlink()
+    import subprocess
+    import sys
+
+    again = subprocess.run([sys.executable, "-m", "sweeper.collect", str(sweep_dir)],
+                           capture_output=True, text=True)
+    assert again.returncode == 0
+    assert table_rows(again.stdout, "INFERENCE - SPEED - RESULT") == table_rows(
+        first.stdout, "INFERENCE - SPEED - RESULT")
+    assert (sweep_dir / "inference_time.csv").exists()
