@@ -4,7 +4,6 @@ fix in the message (issue 4). Each message is pinned."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_sweeper
 
 CASES = [
