@@ -1,0 +1,244 @@
+"""Sweeps that survive (issue 4): every failure kind is recorded and explained, the sweep goes on,
+the exit status says something failed, and an interrupted sweep resumes with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import QUICK, REPO, TINY_BERT, records, run_sweeper
+
+
+def by_seq(found):
+    return {r["cell"]["sequence_length"]: r for r in found}
+
+
+def test_bad_cells_are_recorded_and_the_sweep_goes_on(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        [*TINY_BERT, *QUICK, "batch=1", "model.max_position_embeddings=16",
+         "model.hidden_size=32,33", "seq=8,32", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    found = records(sweep_dir)
+    assert len(found) == 4
+    status = {(r["config"]["model"]["hidden_size"], r["cell"]["sequence_length"]): r for r in found}
+    assert status[(32, 8)]["status"] == "ok"
+    skipped = status[(32, 32)]
+    assert skipped["status"] == "skipped"
+    assert skipped["error"] == (
+        "seq=32 exceeds the 16 positions of model tiny-bert; lower seq or raise the model's max "
+        "positions (e.g. model.max_position_embeddings=32)"
+    )
+    assert skipped["results"] == {}
+    heads = status[(33, 8)]
+    assert heads["status"] == "error"
+    assert "hidden_size=33 is not divisible by num_attention_heads=2" in heads["error"]
+    # Found from the config alone: no worker was started for these cells.
+    started = {p.parent.name for p in sweep_dir.rglob("worker-*.log")}
+    assert started == {next(p.parent.name for p in sweep_dir.rglob("record.json")
+                            if json.loads(p.read_text())["status"] == "ok")}
+    # The tables show N/A, and the end of the output lists what did not succeed and why.
+    assert "N/A" in proc.stdout
+    assert "4 cells: " in proc.stdout and "1 ok" in proc.stdout and "2 skipped" in proc.stdout
+    tail = proc.stdout.split("Cells that did not succeed")[1]
+    assert tail.count("\n- ") == 3
+    assert "- error: tiny-bert batch=1 seq=8 [pt/cpu]: model tiny-bert: hidden_size=33" in tail
+
+
+def test_fp16_on_cpu_and_cuda_without_gpu_are_explained(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        [*TINY_BERT, "framework.fp16=true", "device=cpu,cuda", "seq=8",
+         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    errors = {r["cell"]["device"]: r["error"] for r in records(sweep_dir)}
+    assert errors["cpu"].startswith("framework.fp16=true needs device=cuda (device=cpu)")
+    assert errors["cuda"].startswith("device=cuda but no NVIDIA GPU is visible (NVML unavailable")
+    assert "run with device=cpu" in errors["cuda"]
+
+
+def test_a_model_without_a_tensorflow_class(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        ["framework=tf", "model=smollm_135m", "model.hidden_size=32", "model.num_hidden_layers=1",
+         "model.num_attention_heads=2", "model.num_key_value_heads=1", "seq=8",
+         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    assert record["status"] == "error"
+    assert "has no TensorFlow base-model class for model_type=llama" in record["error"]
+    assert record["error"].endswith("use framework=pt")
+
+
+def test_any_other_exception_is_an_error_with_its_traceback_in_the_log(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        [*TINY_BERT, "model.hidden_act=no_such_activation", "seq=8",
+         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    assert record["status"] == "error"
+    assert record["error"].startswith("inference: KeyError:")
+    assert "no_such_activation" in record["error"]
+    job_dir = next(sweep_dir.rglob("record.json")).parent
+    assert "Traceback (most recent call last)" in (job_dir / "worker-inference.log").read_text()
+    assert "Traceback (most recent call last)" in (job_dir / "app.log").read_text()
+
+
+def test_running_out_of_memory_is_status_oom(tmp_path):
+    # Training logits: 16 x 512 x 30522 float32 = 954 MiB, over a 300 MiB allowance.
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper(
+        [*TINY_BERT, "model.vocab_size=30522", "inference=false", "training=true", "batch=16",
+         "seq=512", "memory_limit_mib=300", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    assert record["status"] == "oom", record["error"]
+    assert "can't allocate memory" in record["error"] or "MemoryError" in record["error"]
+
+
+def _start(args, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_for(condition, timeout_s: float = 120) -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.1)
+
+
+def _workers(pid: int):
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if "sweeper.worker" in " ".join(c.cmdline())]
+
+
+def test_a_worker_killed_by_the_oom_killer_is_status_oom(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = _start([*TINY_BERT, "seq=8", "timing.min_time_s=60", "timing.max_time_s=120",
+                   f"hydra.sweep.dir={sweep_dir}", "-m"], tmp_path)
+    try:
+        result = lambda: next(sweep_dir.rglob("worker-inference.json"), None)  # noqa: E731
+        _wait_for(lambda: result() is not None
+                  and json.loads(result().read_text()).get("phase") == "measure")
+        (worker,) = _workers(proc.pid)
+        worker.send_signal(signal.SIGKILL)  # what the kernel's OOM killer does
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    assert record["status"] == "oom"
+    assert "killed by SIGKILL during phase measure" in record["error"]
+    assert "OOM killer" in record["error"]
+    assert "oom: tiny-bert" in out
+
+
+def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper([*TINY_BERT, "seq=8", "timeout_s=1.5", f"hydra.sweep.dir={sweep_dir}",
+                        "-m"], cwd=tmp_path)
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    assert record["status"] == "timeout"
+    assert record["error"].startswith("inference: stopped after timeout_s=1.5 s")
+    assert record["overhead"]["job_wall_s"] < 10
+    assert not _workers(os.getpid())
+
+
+SWEEP = [*TINY_BERT, *QUICK, "batch=1", "seq=8,16,24"]
+
+
+def test_kill_the_sweep_then_resume_it(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*SWEEP, f"hydra.sweep.dir={sweep_dir}", "-m"]
+    proc = _start(args, tmp_path)
+    try:
+        _wait_for(lambda: len(list(sweep_dir.rglob("record.json"))) >= 1)
+        os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the whole process group
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _wait_for(lambda: not any("sweeper.worker" in " ".join(p.cmdline())
+                              for p in psutil.process_iter() if p.pid != os.getpid()), 10)
+    finished = {p: p.read_bytes() for p in sweep_dir.rglob("record.json")}
+    assert 1 <= len(finished) < 3
+    for path in finished:  # every record on disk is whole
+        json.loads(path.read_text())
+
+    resumed = run_sweeper(args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for path, content in finished.items():
+        assert path.read_bytes() == content  # kept, not re-measured
+    assert sorted(by_seq(records(sweep_dir))) == [8, 16, 24]
+    assert resumed.stderr.count("kept Cell(") + resumed.stdout.count("kept Cell(") == len(finished)
+    assert "3 cells: 3 ok" in resumed.stdout
+
+
+def test_a_record_of_another_config_is_never_reused(tmp_path):
+    conf = tmp_path / "myconf" / "model"
+    conf.mkdir(parents=True)
+    preset = conf / "paper_bert.yaml"
+    preset.write_text("defaults:\n  - bert_base\n  - _self_\nname: paper-bert\nhidden_size: 32\n"
+                      "num_hidden_layers: 1\nnum_attention_heads: 2\nintermediate_size: 64\n"
+                      "vocab_size: 1000\n")
+    sweep_dir = tmp_path / "sweep"
+    args = ["--config-dir", str(tmp_path / "myconf"), "model=paper_bert", *QUICK, "seq=8",
+            f"hydra.sweep.dir={sweep_dir}", "-m"]
+    assert run_sweeper(args, cwd=tmp_path).returncode == 0
+    (first,) = records(sweep_dir)
+    preset.write_text(preset.read_text().replace("num_hidden_layers: 1", "num_hidden_layers: 2"))
+    second = run_sweeper(args, cwd=tmp_path)
+    assert second.returncode == 0
+    assert "measured with a different config" in second.stderr + second.stdout
+    (record,) = records(sweep_dir)
+    assert record["config"]["model"]["num_hidden_layers"] == 2
+    (kept,) = sweep_dir.rglob("record.replaced-*.json")
+    assert json.loads(kept.read_text())["config_sha256"] == first["config_sha256"]
+
+    forced = run_sweeper([*args[:-1], "force=true", "-m"], cwd=tmp_path)
+    assert forced.returncode == 0
+    assert "force=true" in forced.stderr + forced.stdout
+    assert len(list(sweep_dir.rglob("record.replaced-*.json"))) == 2
+    assert len(list(sweep_dir.rglob("record.json"))) == 1
+
+
+@pytest.mark.parametrize("broken", ["", '{"schema_version": 1, "kind": "sweeper.cell", "ce'])
+def test_a_broken_record_is_re_measured_and_kept_aside(tmp_path, broken):
+    sweep_dir = tmp_path / "sweep"
+    args = [*TINY_BERT, *QUICK, "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"]
+    assert run_sweeper(args, cwd=tmp_path).returncode == 0
+    (path,) = sweep_dir.rglob("record.json")
+    path.write_text(broken)
+    again = run_sweeper(args, cwd=tmp_path)
+    assert again.returncode == 0
+    assert records(sweep_dir)[0]["status"] == "ok"
+    (kept,) = sweep_dir.rglob("record.replaced-*.json")
+    assert kept.read_text() == broken
