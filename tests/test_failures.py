@@ -13,7 +13,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import QUICK, REPO, TINY_BERT, records, run_sweeper
 
 
