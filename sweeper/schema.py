@@ -279,7 +279,7 @@ class DeviceConfig:
 class TimingConfig:
     """When to stop timing a cell. The defaults are justified in sweeper/timing.py."""
 
-    warmup_calls: int = 2
+    warmup_calls: int = 1
     warmup_min_s: float = 0.2
     min_calls: int = 6
     min_time_s: float = 0.5

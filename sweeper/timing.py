@@ -13,7 +13,10 @@ rules):
    distribution-free 95 % CI lies within +-``target_ci_pct`` % of it; ``max_calls`` and
    ``max_time_s`` cap the loop (a result stopped by a cap before converging is flagged noisy).
 
-Default choices (``conf/config.yaml``): ``min_calls = 6`` is the smallest sample for which a
+Default choices (``conf/config.yaml``): ``warmup_calls = 1``: the cold call has already paid
+the one-time costs, one more call settles allocator and primitive caches, and ``warmup_min_s``
+keeps millisecond-scale calls warming for 0.2 s (on a 6 s call every extra warm-up costs 6 s,
+which is why it is not more); ``min_calls = 6`` is the smallest sample for which a
 95 % CI of the median exists at all (``stats.median_ci_ranks``); ``min_time_s = 0.5`` keeps
 millisecond-scale calls from being judged on a handful of samples that all share one scheduler
 tick; ``max_time_s = 30`` bounds a cell on a noisy machine; ``target_ci_pct = 2`` is the

@@ -54,7 +54,7 @@ def test_inference_and_training_sweep(tmp_path, framework):
             timing, memory = result["time"], result["memory"]
             assert 0 < timing["min_s"] <= timing["median_s"] < 1.0
             assert len(timing["samples_s"]) == timing["timed_calls"] >= 6
-            assert timing["first_call_s"] > 0 and timing["warmup_calls"] >= 2
+            assert timing["first_call_s"] > 0 and timing["warmup_calls"] >= 1
             assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 100
             assert memory["headline_mib"] == memory["peak_rss_mib"]
             phases = result["phases_s"]
