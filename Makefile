@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup sweep test test-slow test-all bench bench-old lint clean
+.PHONY: help setup sweep test test-slow test-all test-gpu bench bench-old lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test-slow: setup ## the slow end-to-end tests only
 
 test-all: setup ## every CPU test
 	$(BIN)/python -m pytest -m 'not gpu'
+
+test-gpu: setup ## the GPU tests (needs a CUDA GPU and CUDA builds of torch/TF)
+	$(BIN)/python -m pytest -m gpu
 
 bench: setup ## the seed's bert-base sweep in both frameworks, with wall times
 	$(BIN)/python bench/seed_sweep.py

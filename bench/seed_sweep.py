@@ -84,7 +84,8 @@ def old(framework: str, python: Path, out: Path) -> tuple:
     env = dict(os.environ)
     env["USE_TF" if framework == "pt" else "USE_TORCH"] = "0"
     env["CUDA_VISIBLE_DEVICES"] = ""
-    return run([str(python), "-c", OLD_SCRIPT, framework], env=env, log=out / f"old-{framework}.log")
+    log = out / f"old-{framework}.log"
+    return run([str(python), "-c", OLD_SCRIPT, framework], env=env, log=log)
 
 
 def overhead_table(sweep_dir: Path) -> str:
