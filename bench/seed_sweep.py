@@ -90,7 +90,7 @@ def old(framework: str, python: Path, out: Path) -> tuple:
 
 def overhead_table(sweep_dir: Path) -> str:
     lines = [f"{'cell':>12} {'wall s':>8} {'measure s':>10} {'overhead s':>11}  "
-             f"{'spawn':>6} {'import':>7} {'build':>6} {'1st call':>8}  calls  verdict"]
+             f"{'spawn':>6} {'import':>7} {'build':>6} {'1st call':>8} {'hydra cpu':>9}  calls  verdict"]
     rows = []
     for path in sweep_dir.rglob("record.json"):
         record = json.loads(path.read_text())
@@ -105,7 +105,8 @@ def overhead_table(sweep_dir: Path) -> str:
             f"{'seq=' + str(record['cell']['sequence_length']):>12} {over['job_wall_s']:8.1f} "
             f"{over['warmup_and_timed_s']:10.1f} {over['overhead_s']:11.1f}  "
             f"{phases.get('spawn_s', 0):6.2f} {phases.get('import_s', 0):7.2f} "
-            f"{phases.get('build_s', 0):6.2f} {phases.get('first_call_s', 0):8.2f}  "
+            f"{phases.get('build_s', 0):6.2f} {phases.get('first_call_s', 0):8.2f} "
+            f"{over.get('hydra_process_cpu_s', 0):9.2f}  "
             f"{timing.get('timed_calls', 0):5d}  {noise.get('verdict')} "
             f"(CI +-{timing.get('ci95_halfwidth_pct') or float('nan'):.1f} %, "
             f"IQR {timing.get('iqr_pct', float('nan')):.1f} %)"

@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -151,6 +152,7 @@ def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
         return kept
 
     tic = time.perf_counter()
+    cpu_before = _own_cpu_s()
     record: Dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "sweeper.cell",
@@ -188,11 +190,18 @@ def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
                 break
     record["finished_utc"] = _utc_now()
     record["overhead"] = _overhead(record, time.perf_counter() - tic)
+    # CPU the Hydra process itself used for this cell: it waits in the kernel, it does not spin.
+    record["overhead"]["hydra_process_cpu_s"] = _own_cpu_s() - cpu_before
     write_json_atomic(record_path, record)
     for mode in record["results"]:  # folded into the record; the worker logs stay
         for name in (f"worker-{mode}.spec.json", f"worker-{mode}.json"):
             (job_dir / name).unlink(missing_ok=True)
     return record
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _overhead(record: Dict[str, Any], job_wall_s: float) -> Dict[str, Any]:

@@ -97,7 +97,7 @@ def test_any_other_exception_is_an_error_with_its_traceback_in_the_log(tmp_path)
     assert "no_such_activation" in record["error"]
     job_dir = next(sweep_dir.rglob("record.json")).parent
     assert "Traceback (most recent call last)" in (job_dir / "worker-inference.log").read_text()
-    assert "Traceback (most recent call last)" in (job_dir / "app.log").read_text()
+    assert "Traceback (most recent call last)" in (job_dir / "sweeper.log").read_text()
 
 
 def test_running_out_of_memory_is_status_oom(tmp_path):
