@@ -90,7 +90,8 @@ def old(framework: str, python: Path, out: Path) -> tuple:
 
 def overhead_table(sweep_dir: Path) -> str:
     lines = [f"{'cell':>12} {'wall s':>8} {'measure s':>10} {'overhead s':>11}  "
-             f"{'spawn':>6} {'import':>7} {'build':>6} {'1st call':>8} {'hydra cpu':>9}  calls  verdict"]
+             f"{'spawn':>6} {'import':>7} {'build':>6} {'1st call':>8} {'hydra cpu':>9}  "
+             "calls  verdict"]
     rows = []
     for path in sweep_dir.rglob("record.json"):
         record = json.loads(path.read_text())
