@@ -29,6 +29,7 @@ OLD_REQUIREMENTS = [
     "torch==2.13.0",
     "tensorflow==2.21.*",
     "tf-keras==2.21.*",
+    "psutil",  # without it the old tool measures no CPU memory
 ]
 OLD_SCRIPT = """
 import sys, time

@@ -2,7 +2,8 @@
 
 Formats (``../shared/reference/prior-art.md`` section 1): a section title is an empty line then
 ``20*"=" + LABEL.center(40) + 20*"="``; a table is 80 dashes, a header of centred columns
-(30, 15, 15, 15), 80 dashes, one row per cell, 80 dashes. Time cells are seconds rounded to
+(30, 15, 15, 15), 80 dashes, one row per cell (the same columns, with the old tool's single
+space before the last two), 80 dashes. Time cells are seconds rounded to
 3 decimals (``< 0.001`` below that), memory cells whole MB (MiB), ``N/A`` where there is no value.
 One addition: a time whose measurement is noisy carries a ``*`` right after the number, explained
 under the table. Standard library only.
@@ -101,9 +102,11 @@ def render_section(label: str, header: str, rows: Sequence[Row]) -> str:
         value = format_time(row.value) if is_time else format_memory(row.value)
         if is_time and row.noisy and row.value is not None:
             value += NOISY_MARK
+        # The old tool printed rows with print(a, b, c): one space between its last three
+        # parts. The seed's tables show those spaces; we keep them, byte for byte.
         lines.append(
-            row.model[:30].center(30) + str(row.batch_size).center(15)
-            + str(row.sequence_length).center(15) + value.center(15)
+            row.model[:30].center(30) + str(row.batch_size).center(15) + " "
+            + str(row.sequence_length).center(15) + " " + value.center(15)
         )
     lines.append(80 * "-")
     if is_time and any(r.noisy and r.value is not None for r in rows):

@@ -139,6 +139,7 @@ def run(spec: Dict[str, Any], result_path: Path) -> Dict[str, Any]:
         step = backend.build(mode)
         backend.sync()
         result["phases_s"]["build_s"] = time.perf_counter() - tic
+        result["model_class"] = type(backend.model).__name__
         # Peak of this fresh process so far (imports and model build), before any reset.
         result["build_peak_rss_mib"] = peak_rss_mib()
         if config.memory_limit_mib is not None:

@@ -57,6 +57,10 @@ def test_inference_and_training_sweep(tmp_path, framework):
             assert timing["first_call_s"] > 0 and timing["warmup_calls"] >= 1
             assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 100
             assert memory["headline_mib"] == memory["peak_rss_mib"]
+            assert result["model_class"] == {
+                ("pt", "inference"): "BertModel", ("pt", "training"): "BertForMaskedLM",
+                ("tf", "inference"): "TFBertModel", ("tf", "training"): "TFBertForMaskedLM",
+            }[framework, mode]
             phases = result["phases_s"]
             assert phases["import_s"] > 0 and phases["build_s"] > 0
         overhead = record["overhead"]
@@ -79,7 +83,8 @@ def test_inference_and_training_sweep(tmp_path, framework):
 def test_speed_false_drops_the_speed_sections(tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = run_sweeper(
-        [*TINY_BERT, "speed=false", "batch=1", "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [*TINY_BERT, "speed=false", "batch=1", "seq=8", "model.architecture=BertForMaskedLM",
+         f"hydra.sweep.dir={sweep_dir}", "-m"],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -90,6 +95,7 @@ def test_speed_false_drops_the_speed_sections(tmp_path):
     memory = record["results"]["inference"]["memory"]
     assert memory["calls_covered"] == "one call after the cold call"
     assert not (sweep_dir / "inference_time.csv").exists()
+    assert record["results"]["inference"]["model_class"] == "BertForMaskedLM"
 
 
 def test_the_collector_runs_again_on_a_sweep_folder(tmp_path):

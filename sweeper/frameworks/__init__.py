@@ -26,6 +26,7 @@ class Backend(abc.ABC):
     """One framework on one device, for one cell."""
 
     display_name: str  # as the old tool's environment block: PyTorch / Tensorflow
+    model: object  # the model build() made: its class name goes into the record
 
     def __init__(self, config: Config) -> None:
         self.config = config
