@@ -165,29 +165,15 @@ def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
         "sweep_index": sweep_index,
         "hydra_choices": hydra_choices or {},
         "started_utc": _utc_now(),
-        "environment": environment(job.config),
+        "environment": {},
         "results": {},
     }
-    problem = cell_problem(job)
-    env = record["environment"]
-    if problem is None and job.config.device.name is Device.cuda and not env.get("num_gpus"):
-        problem = (
-            "error",
-            f"device=cuda but no NVIDIA GPU is visible ({env.get('nvml', 'NVML found none')}); "
-            "run with device=cpu, or on a machine with a GPU and its driver",
-        )
-    if problem is not None:
-        record["status"], record["error"] = problem
-        log.warning("%s %s: %s", job.cell, record["status"], record["error"])
-    else:
-        for mode in job.modes:
-            remaining = job.config.timeout_s - (time.perf_counter() - tic)
-            result = _run_worker(job, mode, job_dir, remaining)
-            record["results"][mode] = result
-            if _SEVERITY.index(result["status"]) > _SEVERITY.index(record["status"]):
-                record["status"], record["error"] = result["status"], f"{mode}: {result['error']}"
-            if result["status"] == "timeout":
-                break
+    try:
+        _measure(job, job_dir, record, tic)
+    except Exception as exc:  # a bug of ours must not sink the sweep either: record it
+        log.exception("internal error while running %s", job.cell)
+        record["status"] = "error"
+        record["error"] = f"internal error in the Hydra process: {type(exc).__name__}: {exc}"
     record["finished_utc"] = _utc_now()
     record["overhead"] = _overhead(record, time.perf_counter() - tic)
     # CPU the Hydra process itself used for this cell: it waits in the kernel, it does not spin.
@@ -197,6 +183,30 @@ def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
         for name in (f"worker-{mode}.spec.json", f"worker-{mode}.json"):
             (job_dir / name).unlink(missing_ok=True)
     return record
+
+
+def _measure(job: Job, job_dir: Path, record: Dict[str, Any], tic: float) -> None:
+    """Fill ``record``: environment, then the cell's problem or each mode's worker result."""
+    record["environment"] = env = environment(job.config)
+    problem = cell_problem(job)
+    if problem is None and job.config.device.name is Device.cuda and not env.get("num_gpus"):
+        problem = (
+            "error",
+            f"device=cuda but no NVIDIA GPU is visible ({env.get('nvml', 'NVML found none')}); "
+            "run with device=cpu, or on a machine with a GPU and its driver",
+        )
+    if problem is not None:
+        record["status"], record["error"] = problem
+        log.warning("%s %s: %s", job.cell, record["status"], record["error"])
+        return
+    for mode in job.modes:
+        remaining = job.config.timeout_s - (time.perf_counter() - tic)
+        result = _run_worker(job, mode, job_dir, remaining)
+        record["results"][mode] = result
+        if _SEVERITY.index(result["status"]) > _SEVERITY.index(record["status"]):
+            record["status"], record["error"] = result["status"], f"{mode}: {result['error']}"
+        if result["status"] == "timeout":
+            break
 
 
 def _own_cpu_s() -> float:

@@ -7,17 +7,16 @@ with no sampling thread to miss it or to steal a core. The old tool polled RSS e
 
 Where the reset is not available (no procfs, or a kernel that refuses it), the peak of the whole
 process (``ru_maxrss``) is returned instead and :func:`peak_method` says so; each cell runs in a
-fresh process, so that figure still belongs to one cell only.
+fresh process, so that figure still belongs to one cell only (and the record says which method).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import sys
 
-__all__ = ["MIB", "peak_method", "peak_rss_mib", "reset_peak", "rss_mib"]
+__all__ = ["METHOD_LIFETIME", "METHOD_RESET", "MIB", "peak_rss_mib", "reset_peak", "rss_mib"]
 
 MIB = 1024 * 1024
 _STATUS = "/proc/self/status"
@@ -63,8 +62,5 @@ def peak_rss_mib() -> float:
     return maxrss / MIB if sys.platform == "darwin" else maxrss / 1024
 
 
-def peak_method() -> str:
-    """How :func:`peak_rss_mib` is measured on this machine, for the record."""
-    if os.path.exists(_CLEAR_REFS) and _status_kib("VmHWM") is not None and reset_peak():
-        return "VmHWM after reset via /proc/self/clear_refs"
-    return "ru_maxrss of the cell's fresh process (no reset available)"
+METHOD_RESET = "VmHWM after reset via /proc/self/clear_refs"
+METHOD_LIFETIME = "peak of the cell's whole fresh process (no reset available here)"

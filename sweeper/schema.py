@@ -284,7 +284,7 @@ class TimingConfig:
     min_calls: int = 6
     min_time_s: float = 0.5
     max_calls: int = 5000
-    max_time_s: float = 30.0
+    max_time_s: float = 10.0
     target_ci_pct: float = 2.0  # stop once the median's 95 % CI is within +- this
 
 

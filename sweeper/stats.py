@@ -147,7 +147,7 @@ class TimeStats:
         if halfwidth is None:
             reasons.append(
                 f"only {self.timed_calls} timed calls: too few for a 95 % CI of the median "
-                "(raise timing.max_time_s)"
+                "(raise timing.min_calls or timing.max_calls)"
             )
         elif halfwidth > self.target_ci_pct:
             reasons.append(

@@ -10,8 +10,10 @@ rules):
    allocator pools and oneDNN primitive caches are filled.
 3. Timed calls, each bracketed by a device synchronisation *before every clock read*, until at
    least ``min_calls`` calls and ``min_time_s`` seconds are done, and then until the median's
-   distribution-free 95 % CI lies within +-``target_ci_pct`` % of it; ``max_calls`` and
-   ``max_time_s`` cap the loop (a result stopped by a cap before converging is flagged noisy).
+   distribution-free 95 % CI lies within +-``target_ci_pct`` % of it. ``max_time_s`` ends the
+   loop once ``min_calls`` are done, ``max_calls`` ends it in any case; a result stopped by a
+   cap before converging is flagged noisy. ``min_calls`` is a floor even for slow calls, so
+   every result has a CI; ``timeout_s`` of the cell is the guard against a call that never ends.
 
 Default choices (``conf/config.yaml``): ``warmup_calls = 1``: the cold call has already paid
 the one-time costs, one more call settles allocator and primitive caches, and ``warmup_min_s``
@@ -19,7 +21,10 @@ keeps millisecond-scale calls warming for 0.2 s (on a 6 s call every extra warm-
 which is why it is not more); ``min_calls = 6`` is the smallest sample for which a
 95 % CI of the median exists at all (``stats.median_ci_ranks``); ``min_time_s = 0.5`` keeps
 millisecond-scale calls from being judged on a handful of samples that all share one scheduler
-tick; ``max_time_s = 30`` bounds a cell on a noisy machine; ``target_ci_pct = 2`` is the
+tick; ``max_time_s = 10`` is torch.utils.benchmark's ``adaptive_autorange`` cap: where the
+median has not settled by then, the noise is the machine's (we saw regime shifts of 1.5x on a
+shared 2-core VM) and more samples would not remove it, so the cell is flagged instead of run
+on; ``target_ci_pct = 2`` is the
 precision this product promises.
 
 The clock is ``time.perf_counter`` (monotonic, sub-microsecond). Nothing here spins: waiting is
@@ -99,10 +104,12 @@ def time_calls(
         if n >= timing.max_calls:
             stop_reason = f"max_calls={timing.max_calls} reached"
             break
+        if n < timing.min_calls:
+            continue
         if elapsed >= timing.max_time_s:
             stop_reason = f"max_time_s={timing.max_time_s:g} reached"
             break
-        if n >= timing.min_calls and elapsed >= timing.min_time_s:
+        if elapsed >= timing.min_time_s:
             if _ci_halfwidth_pct(sorted_samples) <= timing.target_ci_pct:
                 stop_reason = "converged"
                 break

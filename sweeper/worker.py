@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .cell import typed_config
-from .memory import peak_method, peak_rss_mib, reset_peak, rss_mib
+from .memory import METHOD_LIFETIME, METHOD_RESET, peak_rss_mib, reset_peak, rss_mib
 from .record import write_json_atomic
 from .timing import time_calls
 
@@ -93,7 +93,7 @@ def measure(backend: Any, step: Any, config: Any, result: Dict[str, Any]) -> Non
             peak_rss_mib=peak,
             baseline_rss_mib=baseline_rss,
             peak_increase_mib=peak - baseline_rss,
-            method=peak_method() if can_reset else "ru_maxrss of the whole worker process",
+            method=METHOD_RESET if can_reset else METHOD_LIFETIME,
             calls_covered="timed calls" if config.speed else "one call after the cold call",
         )
         gpu = backend.gpu_memory_peaks_mib()

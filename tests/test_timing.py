@@ -71,6 +71,13 @@ def test_noisy_calls_run_to_the_cap_and_say_so():
     assert stats.noisy
 
 
+def test_slow_calls_still_get_min_calls():
+    fake = FakeClock(itertools.cycle([5.0, 5.5]))
+    timing = TimingConfig(warmup_calls=0, warmup_min_s=0.0, min_calls=6, max_time_s=10.0)
+    stats = time_calls(fake.fn, fake.sync, timing, clock=fake.clock)
+    assert stats.timed_calls == 6 and stats.ci95_s is not None
+
+
 def test_max_calls_caps_the_loop():
     fake = FakeClock(itertools.cycle([0.1, 0.2]))
     timing = TimingConfig(warmup_calls=0, warmup_min_s=0.0, max_calls=7, max_time_s=100.0)

@@ -74,7 +74,8 @@ def pick_model_class(transformers: object, hf_config: object, mode: str, config:
     version = getattr(transformers, "__version__", "?")
     architecture = config.model.architecture
     if architecture and not config.only_pretrain_model:
-        name = architecture if architecture.startswith(prefix) else prefix + architecture
+        bare = architecture[2:] if architecture.startswith("TF") else architecture
+        name = prefix + bare
         cls = getattr(transformers, name, None)
         if cls is None:
             raise CellError(
