@@ -21,6 +21,7 @@ from .schema import (
     PtConfig,
     TfConfig,
     TimingConfig,
+    WorkerStart,
 )
 
 __all__ = ["Cell", "InputError", "Job", "config_identity", "model_label", "typed_config"]
@@ -93,6 +94,7 @@ def typed_config(data: Mapping[str, Any]) -> Config:
     data.pop("hydra", None)
     config = _build(Config, data, "")
     config.model, config.framework, config.device, config.timing = model, framework, device, timing
+    config.worker_start = WorkerStart(config.worker_start)
     validate(config)
     return config
 

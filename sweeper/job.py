@@ -23,7 +23,8 @@ from typing import Any, Dict, Optional
 from .cell import Job, cell_problem
 from .env import environment
 from .record import RECORD_NAME, SCHEMA_VERSION, RecordError, read_record, write_json_atomic
-from .schema import Device
+from .schema import Device, WorkerStart
+from .zygote import get_zygote
 
 __all__ = ["run_job"]
 
@@ -79,6 +80,39 @@ def _worker_env(job: Job) -> Dict[str, str]:
     return env
 
 
+def _can_fork(job: Job) -> bool:
+    return job.config.worker_start is WorkerStart.fork and sys.platform.startswith("linux")
+
+
+def _zygote_for(job: Job, job_dir: Path) -> tuple:
+    """The running zygote for this cell's framework and environment, and facts for the record."""
+    log_path = job_dir / f"zygote-{job.cell.framework}.log"
+    zygote, started_here = get_zygote(job.cell.framework, _worker_env(job), log_path)
+    return zygote, {
+        "import_s": zygote.import_s,
+        "pid": zygote.proc.pid,
+        "log": str(zygote.log_path),
+        "started_by_this_cell": started_here,
+    }
+
+
+def _spawn(job: Job, spec_path: Path, result_path: Path, log_path: Path, timeout_s: float):
+    """A worker as a new interpreter (worker_start=spawn): (returncode, timed_out)."""
+    with open(log_path, "ab") as worker_log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweeper.worker", str(spec_path), str(result_path)],
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_worker_env(job),
+        )
+        try:
+            return proc.wait(timeout=max(timeout_s, 0.001)), False
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(), True
+
+
 def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[str, Any]:
     """Run one mode in a fresh worker; always return a result dict with a status."""
     spec_path = job_dir / f"worker-{mode}.spec.json"
@@ -93,21 +127,12 @@ def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[st
     }
     write_json_atomic(spec_path, spec)
     tic = time.perf_counter()
-    with open(log_path, "ab") as worker_log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeper.worker", str(spec_path), str(result_path)],
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_worker_env(job),
-        )
-        timed_out = False
-        try:
-            returncode = proc.wait(timeout=max(timeout_s, 0.001))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            returncode = proc.wait()
+    started_zygote = None
+    if _can_fork(job):
+        zygote, started_zygote = _zygote_for(job, job_dir)
+        returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
+    else:
+        returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
     wall_s = time.perf_counter() - tic
     try:
         result = json.loads(result_path.read_text())
@@ -116,6 +141,11 @@ def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[st
     result["worker_wall_s"] = wall_s
     result["worker_returncode"] = returncode
     result["worker_log"] = log_path.name
+    result["worker_start"] = "fork" if _can_fork(job) else "spawn"
+    if started_zygote is not None:
+        # The framework import this worker did not pay, paid once by the zygote; included in
+        # worker_wall_s of the cell that started the zygote.
+        result["zygote"] = started_zygote
     if timed_out:
         result["status"] = "timeout"
         result["error"] = (

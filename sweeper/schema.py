@@ -27,6 +27,7 @@ __all__ = [
     "PtConfig",
     "TfConfig",
     "TimingConfig",
+    "WorkerStart",
     "register",
 ]
 
@@ -39,6 +40,11 @@ class FrameworkName(str, Enum):
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
+
+
+class WorkerStart(str, Enum):
+    fork = "fork"  # fork each worker from a process that imported the framework once (Linux)
+    spawn = "spawn"  # start each worker as a new interpreter: one import per cell, any OS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,6 +312,7 @@ class Config:
     # instead of pushing the machine into swap or the kernel's OOM killer. null: no cap.
     memory_limit_mib: Optional[int] = None
     force: bool = False  # re-measure cells that already have an ok record in the sweep folder
+    worker_start: WorkerStart = WorkerStart.fork
     timing: TimingConfig = field(default_factory=TimingConfig)
 
 

@@ -25,11 +25,11 @@ from .memory import METHOD_LIFETIME, METHOD_RESET, peak_rss_mib, reset_peak, rss
 from .record import write_json_atomic
 from .timing import time_calls
 
-__all__ = ["main"]
+__all__ = ["die_with_parent", "main", "measure", "run"]
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this worker when the Hydra process dies (kill -9 of the sweep)."""
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (kill -9 of the sweep)."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -167,7 +167,7 @@ def main(argv: list | None = None) -> int:
         print("usage: python -m sweeper.worker SPEC.json RESULT.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
-    _die_with_parent(spec["parent_pid"])
+    die_with_parent(spec["parent_pid"])
     run(spec, Path(argv[1]))
     return 0
 

@@ -63,6 +63,11 @@ def test_inference_and_training_sweep(tmp_path, framework):
             }[framework, mode]
             phases = result["phases_s"]
             assert phases["import_s"] > 0 and phases["build_s"] > 0
+        for mode in ("inference", "training"):  # one zygote served every measurement
+            result = record["results"][mode]
+            assert result["worker_start"] == "fork"
+            assert result["zygote"]["pid"] == found[0]["results"]["inference"]["zygote"]["pid"]
+            assert result["zygote"]["import_s"] > 0.5 and result["phases_s"]["import_s"] < 0.1
         overhead = record["overhead"]
         assert overhead["workers"] == 2
         # The Hydra process waits for its workers in the kernel; a busy wait would cost ~wall.
@@ -113,3 +118,16 @@ def test_the_collector_runs_again_on_a_sweep_folder(tmp_path):
     assert table_rows(again.stdout, "INFERENCE - SPEED - RESULT") == table_rows(
         first.stdout, "INFERENCE - SPEED - RESULT")
     assert (sweep_dir / "inference_time.csv").exists()
+
+
+def test_spawned_workers_measure_the_same_cell(tmp_path):
+    """worker_start=spawn (a new interpreter per measurement, for platforms without fork)."""
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper([*TINY_BERT, *QUICK, "worker_start=spawn", "batch=1", "seq=8",
+                        f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = records(sweep_dir)
+    result = record["results"]["inference"]
+    assert result["worker_start"] == "spawn" and "zygote" not in result
+    assert result["phases_s"]["import_s"] > 0.5  # this worker imported the framework itself
+    assert result["time"]["median_s"] > 0

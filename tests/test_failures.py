@@ -129,12 +129,31 @@ def _wait_for(condition, timeout_s: float = 120) -> None:
         time.sleep(0.1)
 
 
+def _is_sweeper_process(process: psutil.Process) -> bool:
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return "sweeper.worker" in command or "sweeper.zygote" in command
+
+
 def _workers(pid: int):
+    """Measuring processes under ``pid``: spawned workers, or the zygote's forked children."""
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if "sweeper.worker" in " ".join(c.cmdline())]
+    workers = []
+    for child in children:
+        try:
+            parent = child.parent()
+        except psutil.Error:
+            continue
+        command = " ".join(child.cmdline())
+        if "sweeper.worker" in command or (parent is not None and "sweeper.zygote" in
+                                           " ".join(parent.cmdline())):
+            workers.append(child)
+    return workers
 
 
 def test_a_worker_killed_by_the_oom_killer_is_status_oom(tmp_path):
@@ -161,13 +180,16 @@ def test_a_worker_killed_by_the_oom_killer_is_status_oom(tmp_path):
 
 def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([*TINY_BERT, "seq=8", "timeout_s=1.5", f"hydra.sweep.dir={sweep_dir}",
-                        "-m"], cwd=tmp_path)
+    # Sixty seconds of timed calls: the 1.5 s timeout (which starts once the framework is
+    # imported) ends the cell first.
+    proc = run_sweeper([*TINY_BERT, "seq=8", "timeout_s=1.5", "timing.min_time_s=60",
+                        "timing.max_time_s=60", f"hydra.sweep.dir={sweep_dir}", "-m"],
+                       cwd=tmp_path)
     assert proc.returncode == 1
     (record,) = records(sweep_dir)
     assert record["status"] == "timeout"
     assert record["error"].startswith("inference: stopped after timeout_s=1.5 s")
-    assert record["overhead"]["job_wall_s"] < 10
+    assert record["overhead"]["job_wall_s"] < 20
     assert not _workers(os.getpid())
 
 
@@ -185,8 +207,7 @@ def test_kill_the_sweep_then_resume_it(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    _wait_for(lambda: not any("sweeper.worker" in " ".join(p.cmdline())
-                              for p in psutil.process_iter() if p.pid != os.getpid()), 10)
+    _wait_for(lambda: not any(_is_sweeper_process(p) for p in psutil.process_iter()), 10)
     finished = {p: p.read_bytes() for p in sweep_dir.rglob("record.json")}
     assert 1 <= len(finished) < 3
     for path in finished:  # every record on disk is whole

@@ -6,7 +6,9 @@ from typing import Callable, Dict
 
 import torch
 import transformers
+import transformers.modeling_utils  # noqa: F401 - the model-independent 1.2 s of every model
 
+# import; here it is paid once per zygote instead of once per cell
 from ..schema import Config, Device
 from . import INFERENCE, Backend, CellError, pick_model_class
 
