@@ -37,10 +37,11 @@ def compose_config():
     """compose_config(overrides) -> DictConfig, as `python -m sweeper OVERRIDES` would see it."""
     schema.register()
 
-    def _compose(overrides: Sequence[str] = ()):
+    def _compose(overrides: Sequence[str] = (), return_hydra_config: bool = False):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=list(overrides),
+                           return_hydra_config=return_hydra_config)
 
     yield _compose
     GlobalHydra.instance().clear()

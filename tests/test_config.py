@@ -81,12 +81,7 @@ def test_every_option_composes(compose_config, overrides):
 
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_sweep_presets_compose_as_multiruns(compose_config, sweep):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"sweep={sweep}"], return_hydra_config=True)
+    cfg = compose_config([f"sweep={sweep}"], return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
     params = cfg.hydra.sweeper.params
     assert str(params.batch) == "8" and params.seq == "8,32,128,512"
@@ -96,12 +91,7 @@ def test_sweep_presets_compose_as_multiruns(compose_config, sweep):
 
 
 def test_seed_custom_configs_sweeps_the_three_seed_models(compose_config):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["sweep=seed_custom_configs"], return_hydra_config=True)
+    cfg = compose_config(["sweep=seed_custom_configs"], return_hydra_config=True)
     assert cfg.hydra.sweeper.params.model == "bert_base,bert_384_hid,bert_6_lay"
 
 
