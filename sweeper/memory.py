@@ -16,7 +16,15 @@ import re
 import resource
 import sys
 
-__all__ = ["METHOD_LIFETIME", "METHOD_RESET", "MIB", "peak_rss_mib", "reset_peak", "rss_mib"]
+__all__ = [
+    "METHOD_LIFETIME",
+    "METHOD_RESET",
+    "MIB",
+    "peak_rss_mib",
+    "reset_peak",
+    "rss_mib",
+    "rss_parts_mib",
+]
 
 MIB = 1024 * 1024
 _STATUS = "/proc/self/status"
@@ -40,6 +48,16 @@ def rss_mib() -> float:
     import psutil  # non-Linux fallback
 
     return psutil.Process().memory_info().rss / MIB
+
+
+def rss_parts_mib() -> dict:
+    """Resident memory now by kind: anonymous (heap, weights, activations) and file-backed
+    (mapped library code: its size depends on the page cache, so it varies between installs)."""
+    parts = {}
+    for field, key in (("RssAnon", "rss_anon_mib"), ("RssFile", "rss_file_mib")):
+        kib = _status_kib(field)
+        parts[key] = None if kib is None else kib / 1024
+    return parts
 
 
 def reset_peak() -> bool:

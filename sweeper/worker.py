@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .cell import typed_config
-from .memory import METHOD_LIFETIME, METHOD_RESET, peak_rss_mib, reset_peak, rss_mib
+from .memory import (
+    METHOD_LIFETIME,
+    METHOD_RESET,
+    peak_rss_mib,
+    reset_peak,
+    rss_mib,
+    rss_parts_mib,
+)
 from .record import write_json_atomic
 from .timing import time_calls
 
@@ -56,6 +63,7 @@ def measure(backend: Any, step: Any, config: Any, result: Dict[str, Any]) -> Non
     """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call)."""
     memory: Dict[str, Any] = {}
     baseline_rss = rss_mib()  # model built and on the device, inputs made, nothing run yet
+    baseline_parts = rss_parts_mib()
     can_reset = config.memory and reset_peak()
     backend.gpu_memory_reset()
     start = time.perf_counter()
@@ -95,6 +103,8 @@ def measure(backend: Any, step: Any, config: Any, result: Dict[str, Any]) -> Non
             peak_increase_mib=peak - baseline_rss,
             method=METHOD_RESET if can_reset else METHOD_LIFETIME,
             calls_covered="timed calls" if config.speed else "one call after the cold call",
+            baseline_parts=baseline_parts,
+            end_parts=rss_parts_mib(),
         )
         gpu = backend.gpu_memory_peaks_mib()
         if gpu:

@@ -67,5 +67,6 @@ def test_the_worker_reports_the_spike_of_its_calls(speed):
     memory = result["memory"]
     assert abs(memory["peak_increase_mib"] - 128) <= max(1.0, 1.28), memory
     assert memory["headline_mib"] == memory["peak_rss_mib"]
+    assert memory["end_parts"]["rss_anon_mib"] > 0 and memory["baseline_parts"]["rss_file_mib"] > 0
     assert memory["method"] == METHOD_RESET
     assert ("time" in result) is speed
