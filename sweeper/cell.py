@@ -24,7 +24,17 @@ from .schema import (
     WorkerStart,
 )
 
-__all__ = ["Cell", "InputError", "Job", "config_identity", "model_label", "typed_config"]
+__all__ = [
+    "Cell",
+    "InputError",
+    "Job",
+    "cell_problem",
+    "config_identity",
+    "make_job",
+    "model_label",
+    "typed_config",
+    "validate",
+]
 
 # Keys that change how a sweep runs, not what a cell measures: a record made with another value
 # of these is still the same measurement (and is kept on resume).

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .record import FAILED, RECORD_NAME, RecordError, read_record
+from .record import FAILED, RECORD_NAME, RecordError, read_record, write_text_atomic
 from .tables import (
     MEMORY_HEADER,
     SEED_KEYS,
@@ -215,15 +215,16 @@ def collect(sweep_dir: Path, write: bool = True) -> Collection:
     result.report = "\n".join(parts)
 
     if write:
-        for _, measurement, _, filename in SECTIONS:
-            if filename in csv_rows:
-                path = sweep_dir / filename
-                extra = EXTRA_COLUMNS if several else ()
-                _write_text(path, results_csv(csv_rows[filename], measurement == "time", extra))
-                result.written.append(path)
-        _write_text(sweep_dir / "env.csv", env_text.getvalue())
-        _write_text(sweep_dir / "summary.csv", summary_csv(result.records, result.paths, sweep_dir))
-        result.written += [sweep_dir / "env.csv", sweep_dir / "summary.csv"]
+        files = {
+            filename: results_csv(rows, filename.endswith("time.csv"),
+                                  EXTRA_COLUMNS if several else ())
+            for filename, rows in csv_rows.items()
+        }
+        files["env.csv"] = env_text.getvalue()
+        files["summary.csv"] = summary_csv(result.records, result.paths, sweep_dir)
+        for filename, text in files.items():
+            write_text_atomic(sweep_dir / filename, text)
+            result.written.append(sweep_dir / filename)
     return result
 
 
@@ -275,13 +276,6 @@ def summary_csv(records: Sequence[Dict[str, Any]], paths: Sequence[Path], root: 
                 str(path.relative_to(root)),
             ])
     return out.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        handle.write(text)
-    tmp.replace(path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -20,9 +20,8 @@ import psutil
 
 from .gpu import gpu_inventory
 from .schema import Config, Device, PtConfig
-from .tables import SEED_KEYS
 
-__all__ = ["SEED_KEYS", "environment"]
+__all__ = ["environment"]
 
 
 _REPO = Path(__file__).resolve().parent.parent

@@ -31,6 +31,7 @@ __all__ = [
     "RecordError",
     "read_record",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 SCHEMA_VERSION = 1
@@ -48,11 +49,16 @@ class RecordError(ValueError):
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
-    path = Path(path)
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n"
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (as is: no newline translation) through a temporary file and a rename."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -16,6 +16,7 @@ __all__ = [
     "CONFIDENCE",
     "NOISY_IQR_PCT",
     "TimeStats",
+    "ci_halfwidth_pct",
     "median_ci_ranks",
     "quantile",
 ]
@@ -67,6 +68,17 @@ def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> Optional[Tuple[in
     if k < 1:
         return None
     return k, n - k + 1
+
+
+def ci_halfwidth_pct(sorted_samples: Sequence[float]) -> Optional[float]:
+    """The larger distance from the median to an end of its 95 % CI, in % of the median;
+    None when there are too few samples for a CI (or the median is not positive)."""
+    ranks = median_ci_ranks(len(sorted_samples))
+    median = statistics.median(sorted_samples) if sorted_samples else 0.0
+    if ranks is None or median <= 0:
+        return None
+    low, high = sorted_samples[ranks[0] - 1], sorted_samples[ranks[1] - 1]
+    return 100.0 * max(median - low, high - median) / median
 
 
 @dataclass
@@ -126,12 +138,7 @@ class TimeStats:
 
     @property
     def ci95_halfwidth_pct(self) -> Optional[float]:
-        """The larger distance from the median to an end of its 95 % CI, in % of the median."""
-        interval = self.ci95_s
-        if interval is None or self.median_s <= 0:
-            return None
-        low, high = interval
-        return 100.0 * max(self.median_s - low, high - self.median_s) / self.median_s
+        return ci_halfwidth_pct(self._sorted)
 
     @property
     def iqr_pct(self) -> float:

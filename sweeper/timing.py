@@ -38,21 +38,9 @@ import time
 from typing import Callable
 
 from .schema import TimingConfig
-from .stats import TimeStats, median_ci_ranks
+from .stats import TimeStats, ci_halfwidth_pct
 
 __all__ = ["time_calls"]
-
-
-def _ci_halfwidth_pct(sorted_samples: list) -> float:
-    ranks = median_ci_ranks(len(sorted_samples))
-    if ranks is None:
-        return float("inf")
-    n = len(sorted_samples)
-    median = (sorted_samples[(n - 1) // 2] + sorted_samples[n // 2]) / 2.0
-    if median <= 0:
-        return float("inf")
-    low, high = sorted_samples[ranks[0] - 1], sorted_samples[ranks[1] - 1]
-    return 100.0 * max(median - low, high - median) / median
 
 
 def time_calls(
@@ -110,7 +98,8 @@ def time_calls(
             stop_reason = f"max_time_s={timing.max_time_s:g} reached"
             break
         if elapsed >= timing.min_time_s:
-            if _ci_halfwidth_pct(sorted_samples) <= timing.target_ci_pct:
+            halfwidth = ci_halfwidth_pct(sorted_samples)  # kept sorted by insort: O(n) a call
+            if halfwidth is not None and halfwidth <= timing.target_ci_pct:
                 stop_reason = "converged"
                 break
     return TimeStats(

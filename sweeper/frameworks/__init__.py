@@ -14,8 +14,7 @@ from ..schema import Config
 
 __all__ = ["Backend", "CellError", "load"]
 
-INFERENCE = "inference"
-TRAINING = "training"
+INFERENCE = "inference"  # the other mode is "training"
 
 
 class CellError(RuntimeError):
