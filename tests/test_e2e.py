@@ -131,3 +131,59 @@ def test_spawned_workers_measure_the_same_cell(tmp_path):
     assert result["worker_start"] == "spawn" and "zygote" not in result
     assert result["phases_s"]["import_s"] > 0.5  # this worker imported the framework itself
     assert result["time"]["median_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["framework=pt", "framework.torchscript=true"],
+        ["framework=tf", "framework.use_xla=true"],
+        ["framework=tf", "framework.eager_mode=true"],
+    ],
+    ids=["torchscript", "xla", "eager"],
+)
+def test_framework_options_run(tmp_path, options):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper([*TINY_BERT, *QUICK, *options, "batch=1", "seq=16",
+                        f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = records(sweep_dir)
+    assert record["status"] == "ok"
+    assert record["results"]["inference"]["time"]["median_s"] > 0
+    key, value = options[1].split("=")
+    flag = key.split(".")[1]
+    assert record["environment"]["use_torchscript" if flag == "torchscript" else flag] is True
+
+
+TINY_FAMILIES = {
+    "t5_small": ["model.d_model=32", "model.d_ff=64", "model.num_layers=1",
+                 "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=16"],
+    "gpt2": ["model.n_embd=32", "model.n_layer=1", "model.n_head=2"],
+    "bart_base": ["model.d_model=32", "model.encoder_layers=1", "model.decoder_layers=1",
+                  "model.encoder_attention_heads=2", "model.decoder_attention_heads=2",
+                  "model.encoder_ffn_dim=64", "model.decoder_ffn_dim=64"],
+    "distilbert_base": ["model.dim=32", "model.n_layers=1", "model.n_heads=2",
+                        "model.hidden_dim=64"],
+    "roberta_base": ["model.hidden_size=32", "model.num_hidden_layers=1",
+                     "model.num_attention_heads=2", "model.intermediate_size=64"],
+    "smollm_135m": ["model.hidden_size=32", "model.num_hidden_layers=1",
+                    "model.num_attention_heads=2", "model.num_key_value_heads=1",
+                    "model.intermediate_size=64"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(TINY_FAMILIES))
+def test_every_model_family_runs_in_both_frameworks(tmp_path, model):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweeper([f"model={model}", *TINY_FAMILIES[model], *QUICK, "framework=pt,tf",
+                        "training=true", "batch=2", "seq=16", f"hydra.sweep.dir={sweep_dir}",
+                        "-m"], cwd=tmp_path)
+    found = {r["cell"]["framework"]: r for r in records(sweep_dir)}
+    assert found["pt"]["status"] == "ok", found["pt"]["error"]
+    if model == "smollm_135m":  # Llama has no TensorFlow class in transformers
+        assert proc.returncode == 1
+        assert "no TensorFlow base-model class for model_type=llama" in found["tf"]["error"]
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert found["tf"]["status"] == "ok", found["tf"]["error"]
