@@ -127,9 +127,10 @@ def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[st
     }
     write_json_atomic(spec_path, spec)
     tic = time.perf_counter()
-    started_zygote = None
-    if _can_fork(job):
-        zygote, started_zygote = _zygote_for(job, job_dir)
+    zygote_facts = None
+    fork = _can_fork(job)
+    if fork:
+        zygote, zygote_facts = _zygote_for(job, job_dir)
         returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
     else:
         returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
@@ -141,11 +142,11 @@ def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[st
     result["worker_wall_s"] = wall_s
     result["worker_returncode"] = returncode
     result["worker_log"] = log_path.name
-    result["worker_start"] = "fork" if _can_fork(job) else "spawn"
-    if started_zygote is not None:
+    result["worker_start"] = "fork" if fork else "spawn"
+    if zygote_facts is not None:
         # The framework import this worker did not pay, paid once by the zygote; included in
         # worker_wall_s of the cell that started the zygote.
-        result["zygote"] = started_zygote
+        result["zygote"] = zygote_facts
     if timed_out:
         result["status"] = "timeout"
         result["error"] = (
