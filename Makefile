@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup sweep test test-slow test-all test-gpu bench bench-old lint clean
+.PHONY: help setup sweep test test-slow test-all test-gpu bench bench-old lint format golden clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,11 +35,19 @@ test-gpu: setup ## the GPU tests (needs a CUDA GPU and CUDA builds of torch/TF)
 bench: setup ## the seed's bert-base sweep in both frameworks, with wall times
 	$(BIN)/python bench/seed_sweep.py
 
-bench-old: setup ## this tool against transformers 4.48.3's PyTorchBenchmark/TensorFlowBenchmark
-	$(BIN)/python bench/vs_old_tool.py
+bench-old: setup ## the same, each framework followed by transformers 4.48.3's old benchmark
+	$(BIN)/python bench/seed_sweep.py --old
 
-lint: setup ## ruff
+lint: setup ## ruff check and ruff format --check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## ruff format and the fixable ruff checks
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+golden: setup ## rewrite tests/data/golden_expected after a deliberate format change
+	$(BIN)/python -m tests.regen_golden
 
 clean: ## remove .venv and caches (outputs/ is kept)
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

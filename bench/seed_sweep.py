@@ -14,12 +14,14 @@ calls: process start, imports, model build, writing). Results go to ``bench/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from sweeper.record import Mode
+from sweeper.report.collect import load_records
 
 REPO = Path(__file__).resolve().parent.parent
 OLD_VENV = REPO / "bench" / ".venv-old"
@@ -74,8 +76,15 @@ def ensure_old_venv() -> Path:
 
 def ours(framework: str, out: Path) -> tuple:
     sweep_dir = out / f"sweeper-{framework}"
-    cmd = [sys.executable, "-m", "sweeper", "sweep=seed_bert_base", "model=bert_base",
-           f"framework={framework}", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweeper",
+        "sweep=seed_bert_base",
+        "model=bert_base",
+        f"framework={framework}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     wall, stdout, code = run(cmd, log=out / f"sweeper-{framework}.log")
     report = "\n".join(line for line in stdout.splitlines() if not line.startswith("[20"))
     return wall, report, code, sweep_dir
@@ -90,28 +99,29 @@ def old(framework: str, python: Path, out: Path) -> tuple:
 
 
 def overhead_table(sweep_dir: Path) -> str:
-    lines = [f"{'cell':>12} {'wall s':>8} {'measure s':>10} {'overhead s':>11}  "
-             f"{'spawn':>6} {'import':>7} {'build':>6} {'1st call':>8} {'hydra cpu':>9}  "
-             "calls  verdict"]
-    rows = []
-    for path in sweep_dir.rglob("record.json"):
-        record = json.loads(path.read_text())
-        rows.append(record)
-    rows.sort(key=lambda r: r["cell"]["sequence_length"])
+    lines = [
+        f"{'cell':>12} {'wall s':>8} {'measure s':>10} {'overhead s':>11}  "
+        f"{'spawn':>6} {'import':>7} {'build':>6} {'1st call':>8} {'hydra cpu':>9}  "
+        "calls  verdict"
+    ]
+    rows = sorted(load_records(sweep_dir)[0], key=lambda r: r.cell.sequence_length)
+    nan = float("nan")
     for record in rows:
-        over = record["overhead"]
-        phases = over["per_mode"].get("inference", {})
-        timing = record["results"].get("inference", {}).get("time", {})
-        noise = timing.get("noise", {})
+        over = record.overhead
+        phases = over.per_mode.get("inference", {})
+        timing = record.time(Mode.inference)
         lines.append(
-            f"{'seq=' + str(record['cell']['sequence_length']):>12} {over['job_wall_s']:8.1f} "
-            f"{over['warmup_and_timed_s']:10.1f} {over['overhead_s']:11.1f}  "
+            f"{'seq=' + str(record.cell.sequence_length):>12} {over.job_wall_s:8.1f} "
+            f"{over.warmup_and_timed_s:10.1f} {over.overhead_s:11.1f}  "
             f"{phases.get('spawn_s', 0):6.2f} {phases.get('import_s', 0):7.2f} "
             f"{phases.get('build_s', 0):6.2f} {phases.get('first_call_s', 0):8.2f} "
-            f"{over.get('hydra_process_cpu_s', 0):9.2f}  "
-            f"{timing.get('timed_calls', 0):5d}  {noise.get('verdict')} "
-            f"(CI +-{timing.get('ci95_halfwidth_pct') or float('nan'):.1f} %, "
-            f"IQR {timing.get('iqr_pct', float('nan')):.1f} %)"
+            f"{over.hydra_process_cpu_s or 0:9.2f}  "
+            + (
+                f"{timing.timed_calls:5d}  {timing.noise.verdict} "
+                f"(CI +-{timing.ci95_halfwidth_pct or nan:.1f} %, IQR {timing.iqr_pct:.1f} %)"
+                if timing
+                else f"{0:5d}  {record.status.value}"
+            )
         )
     return "\n".join(lines)
 
@@ -132,8 +142,10 @@ def main() -> int:
         print(f"this tool ({framework}): wall time {wall:.1f} s (exit {code})")
         failed |= code != 0
         if old_python is not None:
-            print(f"\n################ {framework}: old tool (transformers 4.48.3) ##########",
-                  flush=True)
+            print(
+                f"\n################ {framework}: old tool (transformers 4.48.3) ##########",
+                flush=True,
+            )
             old_wall, old_report, old_code = old(framework, old_python, out)
             print(old_report)
             print(f"old tool ({framework}): wall time {old_wall:.1f} s (exit {old_code})")

@@ -1,3 +1,3 @@
 """sweeper: Hydra-configured benchmark sweeps of transformer models (PyTorch and TensorFlow)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

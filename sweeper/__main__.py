@@ -1,5 +1,5 @@
 """``python -m sweeper``: run one cell, or a multirun of cells with ``-m``."""
 
-from .app import main
+from .run.app import main
 
 main()

@@ -4,7 +4,8 @@ fix in the message (issue 4). Each message is pinned."""
 from __future__ import annotations
 
 import pytest
-from conftest import run_sweeper
+
+from tests.helpers import run_sweeper
 
 CASES = [
     (
@@ -17,8 +18,14 @@ CASES = [
             "folder passed with --config-dir.",
         ],
     ),
-    (["framework=jax"], ["Could not find 'framework/jax'", "\tpt\n\ttf\n",
-                         "Choose one of these with framework=NAME."]),
+    (
+        ["framework=jax"],
+        [
+            "Could not find 'framework/jax'",
+            "\tpt\n\ttf\n",
+            "Choose one of these with framework=NAME.",
+        ],
+    ),
     (["device=tpu"], ["Could not find 'device/tpu'", "\tcpu\n\tcuda\n"]),
     (["sweep=nope"], ["Could not find 'sweep/nope'", "\tseed_bert_base\n"]),
     (
@@ -45,17 +52,21 @@ CASES = [
     ),
     (
         ["seq=range(8,8)", "-m"],
-        ["sweeper: bad input: the sweep is empty: an axis expands to no values",
-         "give every swept key at least one value, e.g. seq=8,32"],
+        [
+            "sweeper: bad input: the sweep is empty: an axis expands to no values",
+            "give every swept key at least one value, e.g. seq=8,32",
+        ],
     ),
 ]
 
 
 @pytest.mark.parametrize("args, expected", CASES, ids=[" ".join(c[0]) for c in CASES])
-def test_bad_input_is_refused_before_any_job(tmp_path, args, expected):
-    sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([f"hydra.sweep.dir={sweep_dir}", f"hydra.run.dir={sweep_dir}", *args],
-                       cwd=tmp_path, timeout=120)
+def test_bad_input_is_refused_before_any_job(tmp_path, sweep_dir, args, expected):
+    proc = run_sweeper(
+        [f"hydra.sweep.dir={sweep_dir}", f"hydra.run.dir={sweep_dir}", *args],
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     for text in expected:
         assert text in proc.stderr

@@ -9,12 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.collect import collect, main
+from sweeper.report.collect import collect, main
 
 DATA = Path(__file__).parent / "data"
 GOLDEN, EXPECTED = DATA / "golden", DATA / "golden_expected"
-CSV_FILES = ("inference_time.csv", "inference_memory.csv", "train_time.csv", "train_memory.csv",
-             "env.csv", "summary.csv")
+CSV_FILES = (
+    "inference_time.csv",
+    "inference_memory.csv",
+    "train_time.csv",
+    "train_memory.csv",
+    "env.csv",
+    "summary.csv",
+)
 
 
 @pytest.fixture
@@ -119,4 +125,4 @@ def test_an_empty_folder_gets_a_message_and_exit_2(tmp_path, capsys):
 def test_only_record_files_are_read_never_folder_names(sweep):
     (sweep / "seq=8").rename(sweep / "renamed-by-the-user")
     result = collect(sweep, write=False)
-    assert [r["cell"]["sequence_length"] for r in result.records][:2] == [8, 32]
+    assert [r.cell.sequence_length for r in result.records][:2] == [8, 32]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import pytest
-from conftest import QUICK, TINY_BERT, records, run_sweeper
+
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, table_rows
 
 SECTIONS = (
     "INFERENCE - SPEED - RESULT",
@@ -15,21 +18,19 @@ SECTIONS = (
 )
 
 
-def table_rows(report: str, label: str) -> list:
-    """The data rows of one section of the printed report."""
-    lines = report.splitlines()
-    start = next(i for i, line in enumerate(lines) if label in line and line.startswith("=" * 20))
-    assert lines[start + 1] == "-" * 80 and lines[start + 3] == "-" * 80
-    end = lines.index("-" * 80, start + 4)
-    return lines[start + 4 : end]
-
-
 @pytest.mark.parametrize("framework", ["pt", "tf"])
-def test_inference_and_training_sweep(tmp_path, framework):
-    sweep_dir = tmp_path / "sweep"
+def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
     proc = run_sweeper(
-        [*TINY_BERT, *QUICK, f"framework={framework}", "batch=2", "seq=8,16", "training=true",
-         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            *QUICK,
+            f"framework={framework}",
+            "batch=2",
+            "seq=8,16",
+            "training=true",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -57,10 +58,15 @@ def test_inference_and_training_sweep(tmp_path, framework):
             assert timing["first_call_s"] > 0 and timing["warmup_calls"] >= 1
             assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 100
             assert memory["headline_mib"] == memory["peak_rss_mib"]
-            assert result["model_class"] == {
-                ("pt", "inference"): "BertModel", ("pt", "training"): "BertForMaskedLM",
-                ("tf", "inference"): "TFBertModel", ("tf", "training"): "TFBertForMaskedLM",
-            }[framework, mode]
+            assert (
+                result["model_class"]
+                == {
+                    ("pt", "inference"): "BertModel",
+                    ("pt", "training"): "BertForMaskedLM",
+                    ("tf", "inference"): "TFBertModel",
+                    ("tf", "training"): "TFBertForMaskedLM",
+                }[framework, mode]
+            )
             phases = result["phases_s"]
             assert phases["import_s"] > 0 and phases["build_s"] > 0
         for mode in ("inference", "training"):  # one zygote served every measurement
@@ -73,7 +79,8 @@ def test_inference_and_training_sweep(tmp_path, framework):
         # The Hydra process waits for its workers in the kernel; a busy wait would cost ~wall.
         assert overhead["hydra_process_cpu_s"] < 0.1 * overhead["job_wall_s"]
         assert overhead["overhead_s"] == pytest.approx(
-            overhead["job_wall_s"] - overhead["warmup_and_timed_s"])
+            overhead["job_wall_s"] - overhead["warmup_and_timed_s"]
+        )
 
     with open(sweep_dir / "inference_time.csv", newline="") as handle:
         rows = list(csv.reader(handle))
@@ -85,11 +92,17 @@ def test_inference_and_training_sweep(tmp_path, framework):
         assert (sweep_dir / name).exists()
 
 
-def test_speed_false_drops_the_speed_sections(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_speed_false_drops_the_speed_sections(tmp_path, sweep_dir):
     proc = run_sweeper(
-        [*TINY_BERT, "speed=false", "batch=1", "seq=8", "model.architecture=BertForMaskedLM",
-         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            "speed=false",
+            "batch=1",
+            "seq=8",
+            "model.architecture=BertForMaskedLM",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -103,28 +116,36 @@ def test_speed_false_drops_the_speed_sections(tmp_path):
     assert record["results"]["inference"]["model_class"] == "BertForMaskedLM"
 
 
-def test_the_collector_runs_again_on_a_sweep_folder(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    first = run_sweeper([*TINY_BERT, *QUICK, "batch=1", "seq=8", f"hydra.sweep.dir={sweep_dir}",
-                         "-m"], cwd=tmp_path)
+def test_the_collector_runs_again_on_a_sweep_folder(tmp_path, sweep_dir):
+    first = run_sweeper(
+        [*TINY_BERT, *QUICK, "batch=1", "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     (sweep_dir / "inference_time.csv").unlink()
-    import subprocess
-    import sys
-
-    again = subprocess.run([sys.executable, "-m", "sweeper.collect", str(sweep_dir)],
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", str(sweep_dir)], capture_output=True, text=True
+    )
     assert again.returncode == 0
     assert table_rows(again.stdout, "INFERENCE - SPEED - RESULT") == table_rows(
-        first.stdout, "INFERENCE - SPEED - RESULT")
+        first.stdout, "INFERENCE - SPEED - RESULT"
+    )
     assert (sweep_dir / "inference_time.csv").exists()
 
 
-def test_spawned_workers_measure_the_same_cell(tmp_path):
+def test_spawned_workers_measure_the_same_cell(tmp_path, sweep_dir):
     """worker_start=spawn (a new interpreter per measurement, for platforms without fork)."""
-    sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([*TINY_BERT, *QUICK, "worker_start=spawn", "batch=1", "seq=8",
-                        f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path)
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "worker_start=spawn",
+            "batch=1",
+            "seq=8",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = records(sweep_dir)
     result = record["results"]["inference"]
@@ -142,10 +163,11 @@ def test_spawned_workers_measure_the_same_cell(tmp_path):
     ],
     ids=["torchscript", "xla", "eager"],
 )
-def test_framework_options_run(tmp_path, options):
-    sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([*TINY_BERT, *QUICK, *options, "batch=1", "seq=16",
-                        f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path)
+def test_framework_options_run(tmp_path, sweep_dir, options):
+    proc = run_sweeper(
+        [*TINY_BERT, *QUICK, *options, "batch=1", "seq=16", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = records(sweep_dir)
     assert record["status"] == "ok"
@@ -156,29 +178,63 @@ def test_framework_options_run(tmp_path, options):
 
 
 TINY_FAMILIES = {
-    "t5_small": ["model.d_model=32", "model.d_ff=64", "model.num_layers=1",
-                 "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=16"],
+    "t5_small": [
+        "model.d_model=32",
+        "model.d_ff=64",
+        "model.num_layers=1",
+        "model.num_decoder_layers=1",
+        "model.num_heads=2",
+        "model.d_kv=16",
+    ],
     "gpt2": ["model.n_embd=32", "model.n_layer=1", "model.n_head=2"],
-    "bart_base": ["model.d_model=32", "model.encoder_layers=1", "model.decoder_layers=1",
-                  "model.encoder_attention_heads=2", "model.decoder_attention_heads=2",
-                  "model.encoder_ffn_dim=64", "model.decoder_ffn_dim=64"],
-    "distilbert_base": ["model.dim=32", "model.n_layers=1", "model.n_heads=2",
-                        "model.hidden_dim=64"],
-    "roberta_base": ["model.hidden_size=32", "model.num_hidden_layers=1",
-                     "model.num_attention_heads=2", "model.intermediate_size=64"],
-    "smollm_135m": ["model.hidden_size=32", "model.num_hidden_layers=1",
-                    "model.num_attention_heads=2", "model.num_key_value_heads=1",
-                    "model.intermediate_size=64"],
+    "bart_base": [
+        "model.d_model=32",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "model.encoder_attention_heads=2",
+        "model.decoder_attention_heads=2",
+        "model.encoder_ffn_dim=64",
+        "model.decoder_ffn_dim=64",
+    ],
+    "distilbert_base": [
+        "model.dim=32",
+        "model.n_layers=1",
+        "model.n_heads=2",
+        "model.hidden_dim=64",
+    ],
+    "roberta_base": [
+        "model.hidden_size=32",
+        "model.num_hidden_layers=1",
+        "model.num_attention_heads=2",
+        "model.intermediate_size=64",
+    ],
+    "smollm_135m": [
+        "model.hidden_size=32",
+        "model.num_hidden_layers=1",
+        "model.num_attention_heads=2",
+        "model.num_key_value_heads=1",
+        "model.intermediate_size=64",
+    ],
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(TINY_FAMILIES))
-def test_every_model_family_runs_in_both_frameworks(tmp_path, model):
-    sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([f"model={model}", *TINY_FAMILIES[model], *QUICK, "framework=pt,tf",
-                        "training=true", "batch=2", "seq=16", f"hydra.sweep.dir={sweep_dir}",
-                        "-m"], cwd=tmp_path)
+def test_every_model_family_runs_in_both_frameworks(tmp_path, sweep_dir, model):
+    proc = run_sweeper(
+        [
+            f"model={model}",
+            *TINY_FAMILIES[model],
+            *QUICK,
+            "framework=pt,tf",
+            "training=true",
+            "batch=2",
+            "seq=16",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
     found = {r["cell"]["framework"]: r for r in records(sweep_dir)}
     assert found["pt"]["status"] == "ok", found["pt"]["error"]
     if model == "smollm_135m":  # Llama has no TensorFlow class in transformers

@@ -6,25 +6,30 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
-from conftest import QUICK, REPO, TINY_BERT, records, run_sweeper
+
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, start_sweeper
 
 
 def by_seq(found):
     return {r["cell"]["sequence_length"]: r for r in found}
 
 
-def test_bad_cells_are_recorded_and_the_sweep_goes_on(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_bad_cells_are_recorded_and_the_sweep_goes_on(tmp_path, sweep_dir):
     proc = run_sweeper(
-        [*TINY_BERT, *QUICK, "batch=1", "model.max_position_embeddings=16",
-         "model.hidden_size=32,33", "seq=8,32", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            *QUICK,
+            "batch=1",
+            "model.max_position_embeddings=16",
+            "model.hidden_size=32,33",
+            "seq=8,32",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -44,8 +49,13 @@ def test_bad_cells_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert "hidden_size=33 is not divisible by num_attention_heads=2" in heads["error"]
     # Found from the config alone: no worker was started for these cells.
     started = {p.parent.name for p in sweep_dir.rglob("worker-*.log")}
-    assert started == {next(p.parent.name for p in sweep_dir.rglob("record.json")
-                            if json.loads(p.read_text())["status"] == "ok")}
+    assert started == {
+        next(
+            p.parent.name
+            for p in sweep_dir.rglob("record.json")
+            if json.loads(p.read_text())["status"] == "ok"
+        )
+    }
     # The tables show N/A, and the end of the output lists what did not succeed and why.
     assert "N/A" in proc.stdout
     assert "4 cells: " in proc.stdout and "1 ok" in proc.stdout and "2 skipped" in proc.stdout
@@ -54,11 +64,16 @@ def test_bad_cells_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert "- error: tiny-bert batch=1 seq=8 [pt/cpu]: model tiny-bert: hidden_size=33" in tail
 
 
-def test_fp16_on_cpu_and_cuda_without_gpu_are_explained(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_fp16_on_cpu_and_cuda_without_gpu_are_explained(tmp_path, sweep_dir):
     proc = run_sweeper(
-        [*TINY_BERT, "framework.fp16=true", "device=cpu,cuda", "seq=8",
-         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            "framework.fp16=true",
+            "device=cpu,cuda",
+            "seq=8",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 1
@@ -68,12 +83,19 @@ def test_fp16_on_cpu_and_cuda_without_gpu_are_explained(tmp_path):
     assert "run with device=cpu" in errors["cuda"]
 
 
-def test_a_model_without_a_tensorflow_class(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_a_model_without_a_tensorflow_class(tmp_path, sweep_dir):
     proc = run_sweeper(
-        ["framework=tf", "model=smollm_135m", "model.hidden_size=32", "model.num_hidden_layers=1",
-         "model.num_attention_heads=2", "model.num_key_value_heads=1", "seq=8",
-         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            "framework=tf",
+            "model=smollm_135m",
+            "model.hidden_size=32",
+            "model.num_hidden_layers=1",
+            "model.num_attention_heads=2",
+            "model.num_key_value_heads=1",
+            "seq=8",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 1
@@ -83,11 +105,15 @@ def test_a_model_without_a_tensorflow_class(tmp_path):
     assert record["error"].endswith("use framework=pt")
 
 
-def test_any_other_exception_is_an_error_with_its_traceback_in_the_log(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_any_other_exception_is_an_error_with_its_traceback_in_the_log(tmp_path, sweep_dir):
     proc = run_sweeper(
-        [*TINY_BERT, "model.hidden_act=no_such_activation", "seq=8",
-         f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            "model.hidden_act=no_such_activation",
+            "seq=8",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 1
@@ -100,26 +126,26 @@ def test_any_other_exception_is_an_error_with_its_traceback_in_the_log(tmp_path)
     assert "Traceback (most recent call last)" in (job_dir / "sweeper.log").read_text()
 
 
-def test_running_out_of_memory_is_status_oom(tmp_path):
+def test_running_out_of_memory_is_status_oom(tmp_path, sweep_dir):
     # Training logits: 16 x 512 x 30522 float32 = 954 MiB, over a 300 MiB allowance.
-    sweep_dir = tmp_path / "sweep"
     proc = run_sweeper(
-        [*TINY_BERT, "model.vocab_size=30522", "inference=false", "training=true", "batch=16",
-         "seq=512", "memory_limit_mib=300", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            "model.vocab_size=30522",
+            "inference=false",
+            "training=true",
+            "batch=16",
+            "seq=512",
+            "memory_limit_mib=300",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 1
     (record,) = records(sweep_dir)
     assert record["status"] == "oom", record["error"]
     assert "can't allocate memory" in record["error"] or "MemoryError" in record["error"]
-
-
-def _start(args, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
 
 
 def _wait_for(condition, timeout_s: float = 120) -> None:
@@ -134,7 +160,7 @@ def _is_sweeper_process(process: psutil.Process) -> bool:
         command = " ".join(process.cmdline())
     except psutil.Error:
         return False
-    return "sweeper.worker" in command or "sweeper.zygote" in command
+    return "sweeper.run.worker" in command or "sweeper.run.zygote" in command
 
 
 def _workers(pid: int):
@@ -150,20 +176,32 @@ def _workers(pid: int):
         except psutil.Error:
             continue
         command = " ".join(child.cmdline())
-        if "sweeper.worker" in command or (parent is not None and "sweeper.zygote" in
-                                           " ".join(parent.cmdline())):
+        if "sweeper.run.worker" in command or (
+            parent is not None and "sweeper.run.zygote" in " ".join(parent.cmdline())
+        ):
             workers.append(child)
     return workers
 
 
-def test_a_worker_killed_by_the_oom_killer_is_status_oom(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    proc = _start([*TINY_BERT, "seq=8", "timing.min_time_s=60", "timing.max_time_s=120",
-                   f"hydra.sweep.dir={sweep_dir}", "-m"], tmp_path)
+def test_a_worker_killed_by_the_oom_killer_is_status_oom(tmp_path, sweep_dir):
+    proc = start_sweeper(
+        [
+            *TINY_BERT,
+            "seq=8",
+            "timing.min_time_s=60",
+            "timing.max_time_s=120",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        tmp_path,
+    )
     try:
         result = lambda: next(sweep_dir.rglob("worker-inference.json"), None)  # noqa: E731
-        _wait_for(lambda: result() is not None
-                  and json.loads(result().read_text()).get("phase") == "measure")
+        _wait_for(
+            lambda: (
+                result() is not None and json.loads(result().read_text()).get("phase") == "measure"
+            )
+        )
         (worker,) = _workers(proc.pid)
         worker.send_signal(signal.SIGKILL)  # what the kernel's OOM killer does
         out, _ = proc.communicate(timeout=60)
@@ -178,13 +216,21 @@ def test_a_worker_killed_by_the_oom_killer_is_status_oom(tmp_path):
     assert "oom: tiny-bert" in out
 
 
-def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path, sweep_dir):
     # Sixty seconds of timed calls: the 1.5 s timeout (which starts once the framework is
     # imported) ends the cell first.
-    proc = run_sweeper([*TINY_BERT, "seq=8", "timeout_s=1.5", "timing.min_time_s=60",
-                        "timing.max_time_s=60", f"hydra.sweep.dir={sweep_dir}", "-m"],
-                       cwd=tmp_path)
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            "seq=8",
+            "timeout_s=1.5",
+            "timing.min_time_s=60",
+            "timing.max_time_s=60",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     (record,) = records(sweep_dir)
     assert record["status"] == "timeout"
@@ -196,10 +242,9 @@ def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path):
 SWEEP = [*TINY_BERT, *QUICK, "batch=1", "seq=8,16,24"]
 
 
-def test_kill_the_sweep_then_resume_it(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def test_kill_the_sweep_then_resume_it(tmp_path, sweep_dir):
     args = [*SWEEP, f"hydra.sweep.dir={sweep_dir}", "-m"]
-    proc = _start(args, tmp_path)
+    proc = start_sweeper(args, tmp_path)
     try:
         _wait_for(lambda: len(list(sweep_dir.rglob("record.json"))) >= 1)
         os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the whole process group
@@ -222,16 +267,24 @@ def test_kill_the_sweep_then_resume_it(tmp_path):
     assert "3 cells: 3 ok" in resumed.stdout
 
 
-def test_a_record_of_another_config_is_never_reused(tmp_path):
+def test_a_record_of_another_config_is_never_reused(tmp_path, sweep_dir):
     conf = tmp_path / "myconf" / "model"
     conf.mkdir(parents=True)
     preset = conf / "paper_bert.yaml"
-    preset.write_text("defaults:\n  - bert_base\n  - _self_\nname: paper-bert\nhidden_size: 32\n"
-                      "num_hidden_layers: 1\nnum_attention_heads: 2\nintermediate_size: 64\n"
-                      "vocab_size: 1000\n")
-    sweep_dir = tmp_path / "sweep"
-    args = ["--config-dir", str(tmp_path / "myconf"), "model=paper_bert", *QUICK, "seq=8",
-            f"hydra.sweep.dir={sweep_dir}", "-m"]
+    preset.write_text(
+        "defaults:\n  - bert_base\n  - _self_\nname: paper-bert\nhidden_size: 32\n"
+        "num_hidden_layers: 1\nnum_attention_heads: 2\nintermediate_size: 64\n"
+        "vocab_size: 1000\n"
+    )
+    args = [
+        "--config-dir",
+        str(tmp_path / "myconf"),
+        "model=paper_bert",
+        *QUICK,
+        "seq=8",
+        f"hydra.sweep.dir={sweep_dir}",
+        "-m",
+    ]
     assert run_sweeper(args, cwd=tmp_path).returncode == 0
     (first,) = records(sweep_dir)
     preset.write_text(preset.read_text().replace("num_hidden_layers: 1", "num_hidden_layers: 2"))
@@ -251,8 +304,7 @@ def test_a_record_of_another_config_is_never_reused(tmp_path):
 
 
 @pytest.mark.parametrize("broken", ["", '{"schema_version": 1, "kind": "sweeper.cell", "ce'])
-def test_a_broken_record_is_re_measured_and_kept_aside(tmp_path, broken):
-    sweep_dir = tmp_path / "sweep"
+def test_a_broken_record_is_re_measured_and_kept_aside(tmp_path, sweep_dir, broken):
     args = [*TINY_BERT, *QUICK, "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"]
     assert run_sweeper(args, cwd=tmp_path).returncode == 0
     (path,) = sweep_dir.rglob("record.json")

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import QUICK, TINY_BERT, records, run_sweeper
 
-from sweeper import gpu
+from sweeper.measure import gpu
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper
 
 
 class FakeNvml:
@@ -30,10 +30,14 @@ class FakeNvml:
         (None, ("index", 0)),
         ("3", ("index", 3)),
         ("2,0", ("index", 2)),
-        ("GPU-8f6c1a2b-0000-1111-2222-333344445555,1",
-         ("uuid", "GPU-8f6c1a2b-0000-1111-2222-333344445555")),
-        ("MIG-4d1f5e6a-aaaa-bbbb-cccc-ddddeeeeffff",
-         ("uuid", "MIG-4d1f5e6a-aaaa-bbbb-cccc-ddddeeeeffff")),
+        (
+            "GPU-8f6c1a2b-0000-1111-2222-333344445555,1",
+            ("uuid", "GPU-8f6c1a2b-0000-1111-2222-333344445555"),
+        ),
+        (
+            "MIG-4d1f5e6a-aaaa-bbbb-cccc-ddddeeeeffff",
+            ("uuid", "MIG-4d1f5e6a-aaaa-bbbb-cccc-ddddeeeeffff"),
+        ),
     ],
 )
 def test_cuda_visible_devices_maps_to_the_right_nvml_device(visible, call):
@@ -58,17 +62,27 @@ def test_without_a_driver_nvml_degrades_to_a_reason():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("framework", ["pt", "tf"])
-def test_a_cell_on_the_gpu_records_allocator_and_nvml_memory(tmp_path, framework):
-    sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([*TINY_BERT, *QUICK, f"framework={framework}", "device=cuda", "seq=128",
-                        "training=true", f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path)
+def test_a_cell_on_the_gpu_records_allocator_and_nvml_memory(tmp_path, sweep_dir, framework):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            f"framework={framework}",
+            "device=cuda",
+            "seq=128",
+            "training=true",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = records(sweep_dir)
     env = record["environment"]
     assert env["use_gpu"] is True and env["num_gpus"] >= 1 and env["gpu_ram_mb"] > 0
     for mode in ("inference", "training"):
         memory = record["results"][mode]["memory"]
-        allocator = ("torch_max_allocated_mib" if framework == "pt" else "tf_peak_mib")
+        allocator = "torch_max_allocated_mib" if framework == "pt" else "tf_peak_mib"
         assert memory[allocator] > 0
         assert memory["nvml_process_used_mib"] >= memory[allocator]
         assert memory["headline_mib"] == memory["nvml_process_used_mib"]
@@ -76,9 +90,18 @@ def test_a_cell_on_the_gpu_records_allocator_and_nvml_memory(tmp_path, framework
 
 
 @pytest.mark.gpu
-def test_fp16_runs_on_the_gpu(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    proc = run_sweeper([*TINY_BERT, *QUICK, "device=cuda", "framework.fp16=true", "seq=128",
-                        f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path)
+def test_fp16_runs_on_the_gpu(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "device=cuda",
+            "framework.fp16=true",
+            "seq=128",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert records(sweep_dir)[0]["environment"]["fp16"] is True

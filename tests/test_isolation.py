@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from conftest import QUICK, TINY_BERT, records, run_sweeper
+
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper
 
 
 def peak_of_small_cell(tmp_path, name, hidden_sizes):
     sweep_dir = tmp_path / name
     proc = run_sweeper(
-        [*TINY_BERT, *QUICK, "batch=4", "seq=128", "model.name=cell",
-         f"model.hidden_size={hidden_sizes}", f"hydra.sweep.dir={sweep_dir}", "-m"],
+        [
+            *TINY_BERT,
+            *QUICK,
+            "batch=4",
+            "seq=128",
+            "model.name=cell",
+            f"model.hidden_size={hidden_sizes}",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

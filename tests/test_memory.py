@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from sweeper.memory import METHOD_RESET, peak_rss_mib, reset_peak, rss_mib
-from sweeper.schema import Config, TimingConfig
-from sweeper.worker import measure
+from sweeper.config.schema import Config
+from sweeper.measure.memory import METHOD_RESET, peak_rss_mib, reset_peak, rss_mib
+from sweeper.record import Mode, ModeResult
+from sweeper.run.worker import measure
+from tests.helpers import default_timing
 
 pytestmark = pytest.mark.skipif(not reset_peak(), reason="needs Linux /proc/self/clear_refs")
 
@@ -61,12 +63,12 @@ class SpikeBackend:
 @pytest.mark.parametrize("speed", [True, False])
 def test_the_worker_reports_the_spike_of_its_calls(speed):
     backend = SpikeBackend(128)
-    config = Config(speed=speed, memory=True, timing=TimingConfig(min_time_s=0.05, max_time_s=1))
-    result = {"phases_s": {}}
+    config = Config(speed=speed, memory=True, timing=default_timing(min_time_s=0.05, max_time_s=1))
+    result = ModeResult(mode=Mode.inference)
     measure(backend, backend.step, config, result)
-    memory = result["memory"]
-    assert abs(memory["peak_increase_mib"] - 128) <= max(1.0, 1.28), memory
-    assert memory["headline_mib"] == memory["peak_rss_mib"]
-    assert memory["end_parts"]["rss_anon_mib"] > 0 and memory["baseline_parts"]["rss_file_mib"] > 0
-    assert memory["method"] == METHOD_RESET
-    assert ("time" in result) is speed
+    memory = result.memory
+    assert abs(memory.peak_increase_mib - 128) <= max(1.0, 1.28), memory
+    assert memory.headline_mib == memory.peak_rss_mib
+    assert memory.end_parts["rss_anon_mib"] > 0 and memory.baseline_parts["rss_file_mib"] > 0
+    assert memory.method == METHOD_RESET
+    assert (result.time is not None) is speed

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from sweeper.schema import TimingConfig
-from sweeper.timing import time_calls
+from sweeper.measure.timing import time_calls
+from tests.helpers import default_timing
 
 
 def busy_wait(seconds: float):
@@ -22,7 +22,7 @@ def busy_wait(seconds: float):
 
 @pytest.mark.parametrize("duration_s", [0.005, 0.02])
 def test_known_duration_is_measured_within_2_percent(duration_s):
-    stats = time_calls(busy_wait(duration_s), lambda: None, TimingConfig(max_time_s=5.0))
+    stats = time_calls(busy_wait(duration_s), lambda: None, default_timing(max_time_s=5.0))
     assert stats.median_s == pytest.approx(duration_s, rel=0.02)
     assert stats.timed_calls >= 6 and stats.warmup_calls >= 2
     assert stats.first_call_s == pytest.approx(duration_s, rel=0.5)
@@ -48,7 +48,7 @@ class FakeClock:
 
 def test_stops_when_the_median_is_known_to_2_percent():
     fake = FakeClock(itertools.repeat(0.1))
-    timing = TimingConfig(warmup_calls=2, warmup_min_s=0.0, min_calls=6, min_time_s=0.0)
+    timing = default_timing(warmup_calls=2, warmup_min_s=0.0, min_calls=6, min_time_s=0.0)
     stats = time_calls(fake.fn, fake.sync, timing, clock=fake.clock)
     assert stats.timed_calls == 6 and stats.stop_reason == "converged"
     assert stats.warmup_calls == 2 and stats.first_call_s == pytest.approx(0.1)
@@ -58,14 +58,14 @@ def test_stops_when_the_median_is_known_to_2_percent():
 
 def test_min_time_keeps_fast_calls_going():
     fake = FakeClock(itertools.repeat(0.01))
-    timing = TimingConfig(warmup_calls=0, warmup_min_s=0.0, min_calls=6, min_time_s=0.5)
+    timing = default_timing(warmup_calls=0, warmup_min_s=0.0, min_calls=6, min_time_s=0.5)
     stats = time_calls(fake.fn, fake.sync, timing, clock=fake.clock)
     assert stats.timed_calls == 50  # 0.5 s of 10 ms calls
 
 
 def test_noisy_calls_run_to_the_cap_and_say_so():
     fake = FakeClock(itertools.cycle([0.1, 0.2]))
-    timing = TimingConfig(warmup_calls=0, warmup_min_s=0.0, max_time_s=3.0)
+    timing = default_timing(warmup_calls=0, warmup_min_s=0.0, max_time_s=3.0)
     stats = time_calls(fake.fn, fake.sync, timing, clock=fake.clock)
     assert stats.stop_reason == "max_time_s=3 reached"
     assert stats.noisy
@@ -73,24 +73,28 @@ def test_noisy_calls_run_to_the_cap_and_say_so():
 
 def test_slow_calls_still_get_min_calls():
     fake = FakeClock(itertools.cycle([5.0, 5.5]))
-    timing = TimingConfig(warmup_calls=0, warmup_min_s=0.0, min_calls=6, max_time_s=10.0)
+    timing = default_timing(warmup_calls=0, warmup_min_s=0.0, min_calls=6, max_time_s=10.0)
     stats = time_calls(fake.fn, fake.sync, timing, clock=fake.clock)
     assert stats.timed_calls == 6 and stats.ci95_s is not None
 
 
 def test_max_calls_caps_the_loop():
     fake = FakeClock(itertools.cycle([0.1, 0.2]))
-    timing = TimingConfig(warmup_calls=0, warmup_min_s=0.0, max_calls=7, max_time_s=100.0)
+    timing = default_timing(warmup_calls=0, warmup_min_s=0.0, max_calls=7, max_time_s=100.0)
     stats = time_calls(fake.fn, fake.sync, timing, clock=fake.clock)
     assert stats.timed_calls == 7 and stats.stop_reason == "max_calls=7 reached"
 
 
 def test_cold_call_is_not_repeated_when_already_done():
     fake = FakeClock(itertools.repeat(0.1))
-    timing = TimingConfig(warmup_calls=1, warmup_min_s=0.0, min_time_s=0.0)
+    timing = default_timing(warmup_calls=1, warmup_min_s=0.0, min_time_s=0.0)
     marks = []
     stats = time_calls(
-        fake.fn, fake.sync, timing, clock=fake.clock, cold_call_done_s=7.0,
+        fake.fn,
+        fake.sync,
+        timing,
+        clock=fake.clock,
+        cold_call_done_s=7.0,
         before_timed=lambda: marks.append(fake.now),
     )
     assert stats.first_call_s == 7.0

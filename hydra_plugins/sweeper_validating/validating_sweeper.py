@@ -6,20 +6,16 @@ sweep stops the command before any cell has been measured. Selected in conf/conf
 ``override hydra/sweeper: validating``.
 """
 
-
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
-from omegaconf import open_dict
 
 
 @dataclass
 class ValidatingSweeperConf:
-    _target_: str = (
-        "hydra_plugins.sweeper_validating.validating_sweeper.ValidatingSweeper"
-    )
+    _target_: str = "hydra_plugins.sweeper_validating.validating_sweeper.ValidatingSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
 
@@ -31,8 +27,7 @@ ConfigStore.instance().store(
 
 class ValidatingSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        from sweeper.app import job_from_config
-        from sweeper.cell import InputError
+        from sweeper.config.job import InputError, job_from_config
 
         if not batch:
             task = list(self.config.hydra.overrides.task)
@@ -47,8 +42,6 @@ class ValidatingSweeper(BasicSweeper):
             cfg = loader.load_sweep_config(
                 master_config=self.config, sweep_overrides=list(overrides)
             )
-            with open_dict(cfg):
-                del cfg["hydra"]
             try:
                 job_from_config(cfg, list(overrides))
             except InputError as exc:

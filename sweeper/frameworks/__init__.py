@@ -10,11 +10,12 @@ import abc
 import importlib
 from typing import Callable, Dict
 
-from ..schema import Config
+from ..config.schema import Config
+from ..record import Mode
 
 __all__ = ["Backend", "CellError", "load"]
 
-INFERENCE = "inference"  # the other mode is "training"
+INFERENCE = Mode.inference
 
 
 class CellError(RuntimeError):

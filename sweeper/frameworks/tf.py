@@ -1,4 +1,9 @@
-"""TensorFlow backend: transformers' TF classes (Keras 2 via tf-keras) on the CPU or a GPU."""
+"""TensorFlow backend: transformers' TF classes (Keras 2 via tf-keras) on the CPU or a GPU.
+
+Importing this module also imports ``transformers.modeling_tf_utils``, the part of every TF
+model's import that does not depend on the model: the zygote pays it once per sweep, so no cell
+pays it again.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ from typing import Callable, Dict
 
 import tensorflow as tf
 import transformers
-import transformers.modeling_tf_utils  # noqa: F401 - the model-independent 0.7 s of every model
+import transformers.modeling_tf_utils  # noqa: F401 - see the module docstring
 
-# import; here it is paid once per zygote instead of once per cell
-from ..schema import Config, Device
+from ..config.schema import Config, Device
+from ..units import MIB
 from . import INFERENCE, Backend, CellError, pick_model_class
 
 __all__ = ["BACKEND", "TfBackend"]
@@ -104,7 +109,7 @@ class TfBackend(Backend):
         if not self.gpu:
             return {}
         peak = tf.config.experimental.get_memory_info(self.device_name)["peak"]
-        return {"tf_peak_mib": peak / float(1 << 20)}
+        return {"tf_peak_mib": peak / MIB}
 
     @staticmethod
     def is_oom(exc: BaseException) -> bool:

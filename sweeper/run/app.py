@@ -1,7 +1,8 @@
 """The Hydra entry: turn the composed config into a Job once and run that one cell.
 
-It measures nothing itself (sweeper.job does, through worker processes) and never lets a cell's
-failure escape: the record says what happened, so the multirun goes on and the collector runs.
+It measures nothing itself (sweeper.run.runner does, through worker processes) and never lets a
+cell's failure escape: the record says what happened, so the multirun goes on and the collector
+runs.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from . import schema
-from .cell import make_job
-from .errors import explain
-from .job import run_job
+from ..config import CONF_DIR, schema
+from ..config.errors import explain
+from ..config.job import job_from_config
+from .runner import run_job
 
-__all__ = ["CONF_DIR", "hydra_app", "job_from_config", "main"]
+__all__ = ["hydra_app", "main"]
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("sweeper")
 
 # Longest job folder name kept as it is; file systems refuse names over 255 bytes.
@@ -48,13 +48,6 @@ schema.register()
 OmegaConf.register_new_resolver("sweeper_dirname", cell_dirname, replace=True)
 
 
-def job_from_config(cfg: DictConfig, overrides: list):
-    """The typed Job of a composed config (its ``hydra`` node, if any, is ignored)."""
-    data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True, throw_on_missing=True)
-    data.pop("hydra", None)
-    return make_job(data, overrides)
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_app(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -68,9 +61,8 @@ def hydra_app(cfg: DictConfig) -> None:
             k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")
         },
     )
-    status = record["status"]
-    (log.info if status in ("ok", "skipped") else log.error)(
-        "%s: %s%s", job.cell, status, f" ({record['error']})" if record.get("error") else ""
+    (log.error if record.status.failed else log.info)(
+        "%s: %s%s", job.cell, record.status.value, f" ({record.error})" if record.error else ""
     )
 
 

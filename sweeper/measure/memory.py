@@ -16,17 +16,17 @@ import re
 import resource
 import sys
 
+from ..units import MIB
+
 __all__ = [
     "METHOD_LIFETIME",
     "METHOD_RESET",
-    "MIB",
     "peak_rss_mib",
     "reset_peak",
     "rss_mib",
     "rss_parts_mib",
 ]
 
-MIB = 1024 * 1024
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
 

@@ -18,13 +18,17 @@ from typing import Any, Dict, Optional
 
 import psutil
 
+from .. import __version__
+from ..config.schema import Config, Device, PtConfig
+from ..units import MIB
 from .gpu import gpu_inventory
-from .schema import Config, Device, PtConfig
 
 __all__ = ["environment"]
 
 
-_REPO = Path(__file__).resolve().parent.parent
+# Where the sweeper package sits: a git checkout's root when running from one, a site-packages
+# folder when installed.
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 
 
 def _version(package: str) -> Optional[str]:
@@ -34,17 +38,26 @@ def _version(package: str) -> Optional[str]:
         return None
 
 
-def _git_commit() -> Optional[str]:
+def _git(*args: str) -> Optional[str]:
     try:
         out = subprocess.run(
-            ["git", "-C", str(_REPO), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
+            ["git", "-C", str(_PACKAGE_PARENT), *args], capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def sweeper_commit() -> Optional[str]:
+    """The commit of sweeper's own checkout, or None when sweeper does not run from one.
+
+    An installed sweeper can sit in a venv inside the user's repository: git would then answer
+    with the user's commit, so the checkout must be rooted exactly where the package is.
+    """
+    toplevel = _git("rev-parse", "--show-toplevel")
+    if toplevel is None or Path(toplevel).resolve() != _PACKAGE_PARENT:
+        return None
+    return _git("rev-parse", "HEAD")
 
 
 def _cpu_model() -> str:
@@ -82,7 +95,7 @@ def environment(config: Config, now: Optional[datetime.datetime] = None) -> Dict
         fp16=bool(pt and config.framework.fp16),
         use_multiprocessing=True,  # every cell runs in a fresh worker process
         only_pretrain_model=config.only_pretrain_model,
-        cpu_ram_mb=int(psutil.virtual_memory().total / (1 << 20)),
+        cpu_ram_mb=int(psutil.virtual_memory().total / MIB),
         use_gpu=config.device.name is Device.cuda,
     )
     if env["use_gpu"]:
@@ -94,7 +107,8 @@ def environment(config: Config, now: Optional[datetime.datetime] = None) -> Dict
         cpu_model=_cpu_model(),
         cpu_count=os.cpu_count(),
         kernel=platform.release(),
-        sweeper_commit=_git_commit(),
+        sweeper_version=__version__,
+        sweeper_commit=sweeper_commit(),
         hydra_version=_version("hydra-core"),
         keras_version=_version("tf-keras") if not pt else None,
     )

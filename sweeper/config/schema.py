@@ -11,7 +11,7 @@ published config written out, and every key is a plain, overridable value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Dict, Optional
 
@@ -262,58 +262,62 @@ MODEL_SCHEMAS: Dict[str, type] = {
 # Frameworks, timing, the primary config
 
 
+# Values live in the YAML files (conf/config.yaml, conf/framework/*.yaml): one place each. The
+# schemas give types and checks; MISSING means "the YAML must give it".
+
+
 @dataclass
 class PtConfig:
     name: FrameworkName = FrameworkName.pt
-    torchscript: bool = False  # trace the model with torch.jit.trace (inference only)
-    fp16: bool = False  # model.half(); needs device=cuda
+    torchscript: bool = MISSING  # trace the model with torch.jit.trace (inference only)
+    fp16: bool = MISSING  # model.half(); needs device=cuda
 
 
 @dataclass
 class TfConfig:
     name: FrameworkName = FrameworkName.tf
-    eager_mode: bool = False  # run op by op instead of a traced tf.function graph
-    use_xla: bool = False  # compile the graph with XLA (jit_compile=True); not with eager_mode
+    eager_mode: bool = MISSING  # run op by op instead of a traced tf.function graph
+    use_xla: bool = MISSING  # compile the graph with XLA (jit_compile=True); not with eager_mode
 
 
 @dataclass
 class DeviceConfig:
-    name: Device = Device.cpu
+    name: Device = MISSING
 
 
 @dataclass
 class TimingConfig:
-    """When to stop timing a cell. The defaults are justified in sweeper/timing.py."""
+    """When to stop timing a cell; sweeper/measure/timing.py explains each default."""
 
-    warmup_calls: int = 1
-    warmup_min_s: float = 0.2
-    min_calls: int = 6
-    min_time_s: float = 0.5
-    max_calls: int = 5000
-    max_time_s: float = 10.0
-    target_ci_pct: float = 2.0  # stop once the median's 95 % CI is within +- this
+    warmup_calls: int = MISSING
+    warmup_min_s: float = MISSING
+    min_calls: int = MISSING
+    min_time_s: float = MISSING
+    max_calls: int = MISSING
+    max_time_s: float = MISSING
+    target_ci_pct: float = MISSING  # stop once the median's 95 % CI is within +- this
 
 
 @dataclass
 class Config:
+    """The primary config: one cell. Meanings are in conf/config.yaml, beside the values."""
+
     model: Any = MISSING  # a family schema from MODEL_SCHEMAS, chosen by the model preset
     framework: Any = MISSING  # PtConfig or TfConfig, chosen by framework=pt|tf
-    device: DeviceConfig = field(default_factory=DeviceConfig)
-    batch: int = 8
-    seq: int = 128
-    inference: bool = True
-    training: bool = False
-    speed: bool = True
-    memory: bool = True
-    only_pretrain_model: bool = False  # ignore model.architecture: bare model / LM-head model
-    seed: int = 0  # seeds the random input_ids and weights
-    timeout_s: float = 1800.0  # a cell still running after this is stopped: status timeout
-    # Address space a cell may add beyond its built model (RLIMIT_AS); more fails it as oom
-    # instead of pushing the machine into swap or the kernel's OOM killer. null: no cap.
-    memory_limit_mib: Optional[int] = None
-    force: bool = False  # re-measure cells that already have an ok record in the sweep folder
-    worker_start: WorkerStart = WorkerStart.fork
-    timing: TimingConfig = field(default_factory=TimingConfig)
+    device: DeviceConfig = MISSING
+    batch: int = MISSING
+    seq: int = MISSING
+    inference: bool = MISSING
+    training: bool = MISSING
+    speed: bool = MISSING
+    memory: bool = MISSING
+    only_pretrain_model: bool = MISSING
+    seed: int = MISSING
+    timeout_s: float = MISSING
+    memory_limit_mib: Optional[int] = MISSING
+    force: bool = MISSING
+    worker_start: WorkerStart = MISSING
+    timing: TimingConfig = MISSING
 
 
 def register() -> None:

@@ -86,10 +86,10 @@ class TimeStats:
     """Seconds per call of one timed loop, with every statistic derived from the raw samples."""
 
     samples_s: List[float]
+    target_ci_pct: float  # the precision asked for (timing.target_ci_pct): judges the CI
     warmup_calls: int = 0
     first_call_s: Optional[float] = None  # the cold call: tracing, compilation, lazy init
     stop_reason: str = ""
-    target_ci_pct: float = 2.0
     _sorted: List[float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

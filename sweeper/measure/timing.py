@@ -22,10 +22,9 @@ which is why it is not more); ``min_calls = 6`` is the smallest sample for which
 95 % CI of the median exists at all (``stats.median_ci_ranks``); ``min_time_s = 0.5`` keeps
 millisecond-scale calls from being judged on a handful of samples that all share one scheduler
 tick; ``max_time_s = 10`` is torch.utils.benchmark's ``adaptive_autorange`` cap: where the
-median has not settled by then, the noise is the machine's (we saw regime shifts of 1.5x on a
-shared 2-core VM) and more samples would not remove it, so the cell is flagged instead of run
-on; ``target_ci_pct = 2`` is the
-precision this product promises.
+median has not settled by then, the noise is the machine's (a shared VM's speed can shift for
+tens of seconds; README, "Measured") and more samples would not remove it, so the cell is flagged
+instead of run on; ``target_ci_pct = 2`` is the precision this product promises.
 
 The clock is ``time.perf_counter`` (monotonic, sub-microsecond). Nothing here spins: waiting is
 the framework's own synchronisation.
@@ -37,7 +36,7 @@ import bisect
 import time
 from typing import Callable
 
-from .schema import TimingConfig
+from ..config.schema import TimingConfig
 from .stats import TimeStats, ci_halfwidth_pct
 
 __all__ = ["time_calls"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["gpu_inventory", "nvml", "process_used_mib", "visible_device_handle"]
+from ..units import MIB
 
-_MIB = float(1 << 20)
+__all__ = ["gpu_inventory", "nvml", "process_used_mib", "visible_device_handle"]
 
 
 def nvml() -> Tuple[Optional[Any], Optional[str]]:
@@ -60,7 +60,7 @@ def gpu_inventory() -> Dict[str, Any]:
         return {
             "num_gpus": pynvml.nvmlDeviceGetCount(),
             "gpu": _text(pynvml.nvmlDeviceGetName(handle)),
-            "gpu_ram_mb": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total / _MIB),
+            "gpu_ram_mb": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total / MIB),
             "gpu_power_watts": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000.0,
             "gpu_performance_state": int(pynvml.nvmlDeviceGetPerformanceState(handle)),
             "gpu_uuid": _text(pynvml.nvmlDeviceGetUUID(handle)),
@@ -83,10 +83,10 @@ def process_used_mib(pid: int) -> Dict[str, Optional[float]]:
         used = None
         for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if proc.pid == pid and proc.usedGpuMemory is not None:
-                used = proc.usedGpuMemory / _MIB
+                used = proc.usedGpuMemory / MIB
         return {
             "nvml_process_used_mib": used,
-            "nvml_device_used_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).used / _MIB,
+            "nvml_device_used_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).used / MIB,
         }
     finally:
         pynvml.nvmlShutdown()

@@ -1,6 +1,7 @@
 """Render cells as the old transformers benchmark utilities printed and saved them.
 
-Formats (``../shared/reference/prior-art.md`` section 1): a section title is an empty line then
+Formats, as transformers' ``benchmark_utils.py`` (4.x) printed them: a section title is an empty
+line then
 ``20*"=" + LABEL.center(40) + 20*"="``; a table is 80 dashes, a header of centred columns
 (30, 15, 15, 15), 80 dashes, one row per cell (the same columns, with the old tool's single
 space before the last two), 80 dashes. Time cells are seconds rounded to
@@ -15,6 +16,8 @@ import csv
 import io
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
+
+from ..measure.stats import NOISY_IQR_PCT
 
 __all__ = [
     "NOISY_MARK",
@@ -58,7 +61,8 @@ SEED_KEYS = (
 
 NOISY_MARK = "*"
 NOISY_NOTE = (
-    f"{NOISY_MARK} noisy: IQR/median > 10 % or the median's 95 % CI too wide; see time.noise"
+    f"{NOISY_MARK} noisy: IQR/median > {NOISY_IQR_PCT:g} % or the median's 95 % CI too wide; "
+    "see time.noise"
 )
 TIME_HEADER = "Time in s"
 MEMORY_HEADER = "Memory in MB"
@@ -94,7 +98,9 @@ def render_section(label: str, header: str, rows: Sequence[Row]) -> str:
     is_time = header == TIME_HEADER
     lines = [title(label), 80 * "-"]
     lines.append(
-        "Model Name".center(30) + "Batch Size".center(15) + "Seq Length".center(15)
+        "Model Name".center(30)
+        + "Batch Size".center(15)
+        + "Seq Length".center(15)
         + header.center(15)
     )
     lines.append(80 * "-")
@@ -105,8 +111,12 @@ def render_section(label: str, header: str, rows: Sequence[Row]) -> str:
         # The old tool printed rows with print(a, b, c): one space between its last three
         # parts. The seed's tables show those spaces; we keep them, byte for byte.
         lines.append(
-            row.model[:30].center(30) + str(row.batch_size).center(15) + " "
-            + str(row.sequence_length).center(15) + " " + value.center(15)
+            row.model[:30].center(30)
+            + str(row.batch_size).center(15)
+            + " "
+            + str(row.sequence_length).center(15)
+            + " "
+            + value.center(15)
         )
     lines.append(80 * "-")
     if is_time and any(r.noisy and r.value is not None for r in rows):

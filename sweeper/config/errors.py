@@ -20,7 +20,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from .cell import InputError
+from .job import InputError
 
 __all__ = ["explain"]
 
@@ -46,7 +46,7 @@ def _unknown_key(exc: HydraException, cause: OmegaConfBaseException) -> str:
         lines.append(f"Keys of {where} ({schema.__name__}): {', '.join(known)}.")
     lines.append(
         "Fix the spelling on the command line or in your sweep YAML; a new model key belongs in "
-        "the family's schema in sweeper/schema.py."
+        "the family's schema in sweeper/config/schema.py."
     )
     return "\n".join(lines)
 

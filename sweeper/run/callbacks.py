@@ -10,7 +10,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .collect import collect
+from ..report.collect import collect
 
 __all__ = ["CollectTables"]
 

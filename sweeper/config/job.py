@@ -1,7 +1,8 @@
 """What one job measures: the typed config of a cell, its label, identity and input checks.
 
-The Hydra entry turns the composed config into these objects once; nothing downstream sees a
-DictConfig. The same plain dict travels to the worker process, which rebuilds the same objects.
+The Hydra entry turns the composed config into these objects once (:func:`job_from_config`);
+nothing downstream sees a DictConfig. The same plain dict travels to the worker process, which
+rebuilds the same objects (:func:`typed_config`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from omegaconf import DictConfig, OmegaConf
+
+from ..record import MODES, Cell, Mode, Status
 from .schema import (
     MODEL_SCHEMAS,
     Config,
@@ -30,6 +34,7 @@ __all__ = [
     "Job",
     "cell_problem",
     "config_identity",
+    "job_from_config",
     "make_job",
     "model_label",
     "typed_config",
@@ -46,17 +51,6 @@ class InputError(ValueError):
 
 
 @dataclass(frozen=True)
-class Cell:
-    """The coordinates of one cell in the tables."""
-
-    model: str  # label, e.g. bert-base or bert-base[hidden_size=384]
-    framework: str  # pt | tf
-    device: str  # cpu | cuda
-    batch_size: int
-    sequence_length: int
-
-
-@dataclass(frozen=True)
 class Job:
     """Everything needed to run one cell: the typed config and where it came from."""
 
@@ -67,8 +61,8 @@ class Job:
     identity: str  # sha256 of the resolved config without NOT_PART_OF_IDENTITY
 
     @property
-    def modes(self) -> List[str]:
-        return [m for m in ("inference", "training") if getattr(self.config, m)]
+    def modes(self) -> List[Mode]:
+        return [m for m in MODES if getattr(self.config, m.value)]
 
 
 def _build(schema: type, values: Mapping[str, Any], where: str) -> Any:
@@ -101,7 +95,6 @@ def typed_config(data: Mapping[str, Any]) -> Config:
     framework.name = framework_name
     device = DeviceConfig(name=Device(dict(data.pop("device"))["name"]))
     timing = _build(TimingConfig, data.pop("timing"), "timing")
-    data.pop("hydra", None)
     config = _build(Config, data, "")
     config.model, config.framework, config.device, config.timing = model, framework, device, timing
     config.worker_start = WorkerStart(config.worker_start)
@@ -187,7 +180,6 @@ def config_identity(config_dict: Mapping[str, Any]) -> str:
 
 def make_job(config_dict: Mapping[str, Any], overrides: Sequence[str]) -> Job:
     """A Job from the resolved config as plain data and the job's Hydra overrides."""
-    config_dict = {k: v for k, v in config_dict.items() if k != "hydra"}
     config = typed_config(config_dict)
     cell = Cell(
         model=model_label(config.model, overrides),
@@ -205,6 +197,15 @@ def make_job(config_dict: Mapping[str, Any], overrides: Sequence[str]) -> Job:
     )
 
 
+def job_from_config(cfg: DictConfig, overrides: Sequence[str]) -> Job:
+    """The typed Job of a composed config; its ``hydra`` node, if any, is not part of the job."""
+    job_keys = [key for key in cfg if key != "hydra"]
+    data = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, job_keys), resolve=True, enum_to_str=True, throw_on_missing=True
+    )
+    return make_job(data, overrides)
+
+
 def cell_problem(job: Job) -> Optional[tuple]:
     """(status, reason) for a cell that cannot run as configured, found without building it."""
     config = job.config
@@ -212,18 +213,18 @@ def cell_problem(job: Job) -> Optional[tuple]:
     limit = model.max_positions()
     if limit is not None and config.seq > limit:
         return (
-            "skipped",
+            Status.skipped,
             f"seq={config.seq} exceeds the {limit} positions of model {job.cell.model}; "
             "lower seq or raise the model's max positions "
             f"(e.g. model.{_positions_key(model)}={config.seq})",
         )
     problem = model.head_problem()
     if problem:
-        return "error", f"model {job.cell.model}: {problem}"
+        return Status.error, f"model {job.cell.model}: {problem}"
     if isinstance(config.framework, PtConfig) and config.framework.fp16:
         if config.device.name is not Device.cuda:
             return (
-                "error",
+                Status.error,
                 f"framework.fp16=true needs device=cuda (device={config.device.name.value}): "
                 "PyTorch's half-precision kernels are GPU kernels; set framework.fp16=false or "
                 "device=cuda",

@@ -1,12 +1,13 @@
 """One framework import per sweep: a process that imports a framework once and forks a worker
 per measurement.
 
-The Hydra process imports no framework. The first cell that needs, say, PyTorch on the CPU starts
-``python -m sweeper.zygote`` with that cell's worker environment; the zygote imports the framework
-backend (torch and transformers: 3-4 s here) and then does nothing but fork: each measurement runs
-in a fresh child of it, with the same clean, never-used state, so a cell's figures do not depend on
-the cells before it, and every cell after the first skips the import. The first cell's wall time
-includes the zygote's start; its import time is recorded in every record it served.
+The Hydra process imports no framework. The first cell that needs, say, PyTorch on the CPU
+starts ``python -m sweeper.run.zygote`` with that cell's worker environment; the zygote imports
+the framework backend (torch or TensorFlow, and transformers) and then does nothing but fork:
+each measurement runs in a fresh child of it, with the same clean, never-used state, so a cell's
+figures do not depend on the cells before it, and every cell after the first skips the import.
+The first cell's wall time includes the zygote's start; its import time is recorded in every
+record it served.
 
 Protocol (JSON lines): the client writes ``{"spec", "result", "log"}`` to the zygote's stdin; the
 zygote answers ``{"pid"}`` once the child runs, then ``{"pid", "returncode"}`` when it has ended
@@ -33,7 +34,7 @@ __all__ = ["Zygote", "get_zygote", "main"]
 
 
 # ------------------------------------------------------------------------------------------------
-# Server side (python -m sweeper.zygote FRAMEWORK PARENT_PID)
+# Server side (python -m sweeper.run.zygote FRAMEWORK PARENT_PID)
 
 
 def _child(request: Dict[str, str]) -> None:
@@ -64,7 +65,7 @@ def _child(request: Dict[str, str]) -> None:
 
 
 def serve(framework: str, parent_pid: int) -> None:
-    from .frameworks import load
+    from ..frameworks import load
     from .worker import die_with_parent  # also imports what every child needs but the framework
 
     die_with_parent(parent_pid)
@@ -109,7 +110,7 @@ class Zygote:
         self._buffer = b""
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sweeper.zygote", framework, str(os.getpid())],
+                [sys.executable, "-m", "sweeper.run.zygote", framework, str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,

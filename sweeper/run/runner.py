@@ -1,7 +1,7 @@
 """Run one cell from the Hydra job: reuse a matching record, else measure it in worker processes.
 
 The Hydra process never imports a framework. Each mode (inference, training) runs in its own
-fresh worker (``sweeper.worker``) under the cell's timeout; whatever happens to the worker
+fresh worker (``sweeper.run.worker``) under the cell's timeout; whatever happens to the worker
 (an exception, the OOM killer, a hang), the job writes one ``record.json`` and returns normally,
 so the multirun goes on and the collector runs at the end.
 """
@@ -20,23 +20,32 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .cell import Job, cell_problem
-from .env import environment
-from .record import RECORD_NAME, SCHEMA_VERSION, RecordError, read_record, write_json_atomic
-from .schema import Device, WorkerStart
+from ..config.job import Job, cell_problem
+from ..config.schema import Device, FrameworkName, WorkerStart
+from ..fileio import write_json_atomic
+from ..measure.env import environment
+from ..record import (
+    RECORD_NAME,
+    Mode,
+    ModeResult,
+    Overhead,
+    Record,
+    RecordError,
+    Status,
+    read_record,
+)
 from .zygote import get_zygote
 
 __all__ = ["run_job"]
 
 log = logging.getLogger(__name__)
-_SEVERITY = ("ok", "skipped", "error", "oom", "timeout")
 
 
 def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _reusable(record_path: Path, job: Job) -> Optional[Dict[str, Any]]:
+def _reusable(record_path: Path, job: Job) -> Optional[Record]:
     """The existing record if it measured exactly this config and succeeded; else None.
 
     A record that is not reused is renamed, never overwritten: nothing a user ran is lost.
@@ -48,15 +57,15 @@ def _reusable(record_path: Path, job: Job) -> Optional[Dict[str, Any]]:
     except RecordError as exc:
         old, why = None, str(exc)
     else:
-        same = old.get("config_sha256") == job.identity
-        if same and old["status"] == "ok" and not job.config.force:
+        same = old.config_sha256 == job.identity
+        if same and old.status is Status.ok and not job.config.force:
             return old
         if not same:
             why = "it was measured with a different config"
         elif job.config.force:
             why = "force=true"
         else:
-            why = f"its status was {old['status']}"
+            why = f"its status was {old.status.value}"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     kept_as = record_path.with_name(f"record.replaced-{stamp}.json")
     os.replace(record_path, kept_as)
@@ -67,8 +76,8 @@ def _reusable(record_path: Path, job: Job) -> Optional[Dict[str, Any]]:
 def _worker_env(job: Job) -> Dict[str, str]:
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
-    # transformers imports every installed framework unless told otherwise (6.4 s -> 4 s here).
-    if job.cell.framework == "pt":
+    # transformers imports every installed framework unless told otherwise: a third of its import.
+    if job.config.framework.name is FrameworkName.pt:
         env["USE_TF"], env["USE_TORCH"] = "0", "1"
     else:
         env["USE_TORCH"], env["USE_TF"] = "0", "1"
@@ -100,7 +109,7 @@ def _spawn(job: Job, spec_path: Path, result_path: Path, log_path: Path, timeout
     """A worker as a new interpreter (worker_start=spawn): (returncode, timed_out)."""
     with open(log_path, "ab") as worker_log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeper.worker", str(spec_path), str(result_path)],
+            [sys.executable, "-m", "sweeper.run.worker", str(spec_path), str(result_path)],
             stdout=worker_log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -113,14 +122,14 @@ def _spawn(job: Job, spec_path: Path, result_path: Path, log_path: Path, timeout
             return proc.wait(), True
 
 
-def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[str, Any]:
-    """Run one mode in a fresh worker; always return a result dict with a status."""
-    spec_path = job_dir / f"worker-{mode}.spec.json"
-    result_path = job_dir / f"worker-{mode}.json"
-    log_path = job_dir / f"worker-{mode}.log"
+def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeResult:
+    """Run one mode in a fresh worker; always return a result with a status."""
+    spec_path = job_dir / f"worker-{mode.value}.spec.json"
+    result_path = job_dir / f"worker-{mode.value}.json"
+    log_path = job_dir / f"worker-{mode.value}.log"
     result_path.unlink(missing_ok=True)
     spec = {
-        "mode": mode,
+        "mode": mode.value,
         "config": job.config_dict,
         "parent_pid": os.getpid(),
         "spawned_at": time.time(),
@@ -136,44 +145,54 @@ def _run_worker(job: Job, mode: str, job_dir: Path, timeout_s: float) -> Dict[st
         returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
     wall_s = time.perf_counter() - tic
     try:
-        result = json.loads(result_path.read_text())
-    except (OSError, ValueError):
-        result = {"mode": mode, "phases_s": {}, "phase": "start"}
-    result["worker_wall_s"] = wall_s
-    result["worker_returncode"] = returncode
-    result["worker_log"] = log_path.name
-    result["worker_start"] = "fork" if fork else "spawn"
+        result = ModeResult.from_dict(json.loads(result_path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        result = ModeResult(mode=mode)
+    result.worker_wall_s = wall_s
+    result.worker_returncode = returncode
+    result.worker_log = log_path.name
+    result.worker_start = "fork" if fork else "spawn"
     if zygote_facts is not None:
         # The framework import this worker did not pay, paid once by the zygote; included in
         # worker_wall_s of the cell that started the zygote.
-        result["zygote"] = zygote_facts
+        result.zygote = zygote_facts
     if timed_out:
-        result["status"] = "timeout"
-        result["error"] = (
-            f"stopped after timeout_s={job.config.timeout_s:g} s (phase {result.get('phase')}); "
+        result.status = Status.timeout
+        result.error = (
+            f"stopped after timeout_s={job.config.timeout_s:g} s (phase {result.phase}); "
             "raise timeout_s if the cell is just slow"
         )
     elif returncode == -signal.SIGKILL:
-        result["status"] = "oom"
-        result["error"] = (
-            f"the worker was killed by SIGKILL during phase {result.get('phase')}: on Linux "
+        result.status = Status.oom
+        result.error = (
+            f"the worker was killed by SIGKILL during phase {result.phase}: on Linux "
             "that is the kernel's OOM killer (see dmesg); lower batch or seq, or free memory"
         )
-    elif result.get("status") in (None, "running"):
-        result["status"] = "error"
-        result["error"] = (
-            f"the worker exited with code {returncode} during phase {result.get('phase')} "
+    elif result.status is None:
+        result.status = Status.error
+        result.error = (
+            f"the worker exited with code {returncode} during phase {result.phase} "
             f"without a result; see {log_path}"
         )
-    if result["status"] != "ok":
+    if result.status is not Status.ok:
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
-        log.error("%s %s failed (%s): %s\n%s", job.cell, mode, result["status"], result["error"],
-                  "\n".join(tail))
+        log.error(
+            "%s %s failed (%s): %s\n%s",
+            job.cell,
+            mode.value,
+            result.status.value,
+            result.error,
+            "\n".join(tail),
+        )
     return result
 
 
-def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
-            hydra_choices: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def run_job(
+    job: Job,
+    job_dir: Path,
+    sweep_index: Optional[int] = None,
+    hydra_choices: Optional[Dict[str, Any]] = None,
+) -> Record:
     """Measure ``job`` (or keep its matching ok record) and write ``record.json``."""
     job_dir.mkdir(parents=True, exist_ok=True)
     record_path = job_dir / RECORD_NAME
@@ -184,59 +203,54 @@ def run_job(job: Job, job_dir: Path, sweep_index: Optional[int] = None,
 
     tic = time.perf_counter()
     cpu_before = _own_cpu_s()
-    record: Dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "sweeper.cell",
-        "cell": dict(job.cell.__dict__),
-        "status": "ok",
-        "error": None,
-        "config_sha256": job.identity,
-        "config": job.config_dict,
-        "overrides": job.overrides,
-        "sweep_index": sweep_index,
-        "hydra_choices": hydra_choices or {},
-        "started_utc": _utc_now(),
-        "environment": {},
-        "results": {},
-    }
+    record = Record(
+        cell=job.cell,
+        status=Status.ok,
+        config=job.config_dict,
+        config_sha256=job.identity,
+        overrides=job.overrides,
+        sweep_index=sweep_index,
+        hydra_choices=hydra_choices or {},
+        started_utc=_utc_now(),
+    )
     try:
         _measure(job, job_dir, record, tic)
     except Exception as exc:  # a bug of ours must not sink the sweep either: record it
         log.exception("internal error while running %s", job.cell)
-        record["status"] = "error"
-        record["error"] = f"internal error in the Hydra process: {type(exc).__name__}: {exc}"
-    record["finished_utc"] = _utc_now()
-    record["overhead"] = _overhead(record, time.perf_counter() - tic)
+        record.status = Status.error
+        record.error = f"internal error in the Hydra process: {type(exc).__name__}: {exc}"
+    record.finished_utc = _utc_now()
+    record.overhead = _overhead(record, time.perf_counter() - tic)
     # CPU the Hydra process itself used for this cell: it waits in the kernel, it does not spin.
-    record["overhead"]["hydra_process_cpu_s"] = _own_cpu_s() - cpu_before
-    write_json_atomic(record_path, record)
-    for mode in record["results"]:  # folded into the record; the worker logs stay
-        for name in (f"worker-{mode}.spec.json", f"worker-{mode}.json"):
+    record.overhead.hydra_process_cpu_s = _own_cpu_s() - cpu_before
+    record.write(record_path)
+    for mode in record.results:  # folded into the record; the worker logs stay
+        for name in (f"worker-{mode.value}.spec.json", f"worker-{mode.value}.json"):
             (job_dir / name).unlink(missing_ok=True)
     return record
 
 
-def _measure(job: Job, job_dir: Path, record: Dict[str, Any], tic: float) -> None:
+def _measure(job: Job, job_dir: Path, record: Record, tic: float) -> None:
     """Fill ``record``: environment, then the cell's problem or each mode's worker result."""
-    record["environment"] = env = environment(job.config)
+    record.environment = env = environment(job.config)
     problem = cell_problem(job)
     if problem is None and job.config.device.name is Device.cuda and not env.get("num_gpus"):
         problem = (
-            "error",
+            Status.error,
             f"device=cuda but no NVIDIA GPU is visible ({env.get('nvml', 'NVML found none')}); "
             "run with device=cpu, or on a machine with a GPU and its driver",
         )
     if problem is not None:
-        record["status"], record["error"] = problem
-        log.warning("%s %s: %s", job.cell, record["status"], record["error"])
+        record.status, record.error = problem
+        log.warning("%s %s: %s", job.cell, record.status.value, record.error)
         return
     for mode in job.modes:
         remaining = job.config.timeout_s - (time.perf_counter() - tic)
         result = _run_worker(job, mode, job_dir, remaining)
-        record["results"][mode] = result
-        if _SEVERITY.index(result["status"]) > _SEVERITY.index(record["status"]):
-            record["status"], record["error"] = result["status"], f"{mode}: {result['error']}"
-        if result["status"] == "timeout":
+        record.results[mode] = result
+        if result.status.severity > record.status.severity:
+            record.status, record.error = result.status, f"{mode.value}: {result.error}"
+        if result.status is Status.timeout:
             break
 
 
@@ -245,22 +259,17 @@ def _own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _overhead(record: Dict[str, Any], job_wall_s: float) -> Dict[str, Any]:
+def _overhead(record: Record, job_wall_s: float) -> Overhead:
     """Where the cell's wall time went: measuring, and everything else (the sweep's own cost)."""
-    measuring = sum(
-        r.get("phases_s", {}).get("warmup_and_timed_s", 0.0) for r in record["results"].values()
-    )
+    measuring = sum(r.phases_s.get("warmup_and_timed_s", 0.0) for r in record.results.values())
     per_mode = {
-        mode: {
-            "worker_wall_s": r.get("worker_wall_s"),
-            **{k: v for k, v in r.get("phases_s", {}).items()},
-        }
-        for mode, r in record["results"].items()
+        mode.value: {"worker_wall_s": r.worker_wall_s, **r.phases_s}
+        for mode, r in record.results.items()
     }
-    return {
-        "job_wall_s": job_wall_s,
-        "warmup_and_timed_s": measuring,
-        "overhead_s": job_wall_s - measuring,
-        "workers": len(record["results"]),
-        "per_mode": per_mode,
-    }
+    return Overhead(
+        job_wall_s=job_wall_s,
+        warmup_and_timed_s=measuring,
+        overhead_s=job_wall_s - measuring,
+        workers=len(record.results),
+        per_mode=per_mode,
+    )
