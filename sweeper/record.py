@@ -246,6 +246,10 @@ class ModeResult:
     worker_log: Optional[str] = None
     worker_start: Optional[str] = None  # fork | spawn
     zygote: Optional[Dict[str, Any]] = None
+    # How the model was built: by a builder shared with other cells ({"shared": true, "new",
+    # "built_in": the job folder of the cell that paid the build, "build_s", ...}) or not
+    # ({"shared": false, "why"}).
+    build: Optional[Dict[str, Any]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -279,6 +283,7 @@ class ModeResult:
                 "worker_log",
                 "worker_start",
                 "zygote",
+                "build",
             ),
         )
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
-from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, start_sweeper
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, start_sweeper, table_rows
 
 
 def by_seq(found):
@@ -123,7 +126,8 @@ def test_any_other_exception_is_an_error_with_its_traceback_in_the_log(tmp_path,
     assert "no_such_activation" in record["error"]
     job_dir = next(sweep_dir.rglob("record.json")).parent
     assert "Traceback (most recent call last)" in (job_dir / "worker-inference.log").read_text()
-    assert "Traceback (most recent call last)" in (job_dir / "sweeper.log").read_text()
+    # The job log and the console name the worker log; the traceback stays in the worker log.
+    assert str(job_dir / "worker-inference.log") in (job_dir / "sweeper.log").read_text()
 
 
 def test_running_out_of_memory_is_status_oom(tmp_path, sweep_dir):
@@ -155,31 +159,35 @@ def _wait_for(condition, timeout_s: float = 120) -> None:
         time.sleep(0.1)
 
 
-def _is_sweeper_process(process: psutil.Process) -> bool:
+def _is_sweeper_process(process: psutil.Process, hydra_pid: int, sweep_dir) -> bool:
+    """A zygote, builder or worker of the sweep whose Hydra process was ``hydra_pid``: zygotes
+    (and the builders and workers they fork, which keep their command line) name that pid;
+    spawned workers name their spec file under ``sweep_dir``."""
     try:
-        command = " ".join(process.cmdline())
+        command = process.cmdline()
     except psutil.Error:
         return False
-    return "sweeper.run.worker" in command or "sweeper.run.zygote" in command
+    if "sweeper.run.zygote" in command:
+        return command[-1] == str(hydra_pid)
+    return "sweeper.run.worker" in command and str(sweep_dir) in " ".join(command)
 
 
 def _workers(pid: int):
-    """Measuring processes under ``pid``: spawned workers, or the zygote's forked children."""
+    """Measuring processes under ``pid``: spawned workers, or the leaves of a zygote's tree (a
+    worker forked by the zygote itself or by one of its builders)."""
     try:
-        children = psutil.Process(pid).children(recursive=True)
+        descendants = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
     workers = []
-    for child in children:
+    for process in descendants:
         try:
-            parent = child.parent()
+            command = " ".join(process.cmdline())
+            forked = "sweeper.run.zygote" in command and process.ppid() != pid
+            if "sweeper.run.worker" in command or (forked and not process.children()):
+                workers.append(process)
         except psutil.Error:
             continue
-        command = " ".join(child.cmdline())
-        if "sweeper.run.worker" in command or (
-            parent is not None and "sweeper.run.zygote" in " ".join(parent.cmdline())
-        ):
-            workers.append(child)
     return workers
 
 
@@ -252,7 +260,10 @@ def test_kill_the_sweep_then_resume_it(tmp_path, sweep_dir):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    _wait_for(lambda: not any(_is_sweeper_process(p) for p in psutil.process_iter()), 10)
+    _wait_for(
+        lambda: not any(_is_sweeper_process(p, proc.pid, sweep_dir) for p in psutil.process_iter()),
+        10,
+    )
     finished = {p: p.read_bytes() for p in sweep_dir.rglob("record.json")}
     assert 1 <= len(finished) < 3
     for path in finished:  # every record on disk is whole
@@ -314,3 +325,166 @@ def test_a_broken_record_is_re_measured_and_kept_aside(tmp_path, sweep_dir, brok
     assert records(sweep_dir)[0]["status"] == "ok"
     (kept,) = sweep_dir.rglob("record.replaced-*.json")
     assert kept.read_text() == broken
+
+
+def test_a_timed_out_cell_keeps_the_samples_it_measured(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            "seq=8",
+            "timeout_s=5",
+            "timing.min_time_s=60",
+            "timing.max_time_s=60",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    result = record["results"]["inference"]
+    assert record["status"] == result["status"] == "timeout"
+    timing = result["time"]
+    assert timing["timed_calls"] == len(timing["samples_s"]) > 0
+    assert timing["stop_reason"].startswith("unfinished: saved after")
+    assert f"{timing['timed_calls']} timed calls kept" in record["error"]
+    assert "N/A" in table_rows(proc.stdout, "INFERENCE - SPEED - RESULT")[0]
+
+
+def test_a_spent_time_budget_is_a_timeout_not_an_internal_error(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            "seq=8",
+            "training=true",
+            "timeout_s=0.001",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    (record,) = records(sweep_dir)
+    assert record["status"] == "timeout"
+    assert "internal error" not in record["error"]
+    assert record["error"].startswith("inference: ") and "timeout_s=0.001 s" in record["error"]
+
+
+def test_a_skipped_cell_is_reused_on_resume(tmp_path, sweep_dir):
+    args = [
+        *TINY_BERT,
+        "model.max_position_embeddings=16",
+        "seq=32",
+        f"hydra.sweep.dir={sweep_dir}",
+        "-m",
+    ]
+    assert run_sweeper(args, cwd=tmp_path).returncode == 0
+    (path,) = sweep_dir.rglob("record.json")
+    first = path.read_bytes()
+    again = run_sweeper(args, cwd=tmp_path)
+    assert again.returncode == 0
+    assert "kept Cell(" in again.stdout + again.stderr
+    assert path.read_bytes() == first
+    assert not list(sweep_dir.rglob("record.replaced-*.json"))
+
+
+def test_a_failed_cell_is_three_lines_on_the_console(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            "model.hidden_act=no_such_activation",
+            "seq=8",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    console = proc.stdout + proc.stderr
+    assert "Traceback" not in console
+    failure = [line for line in console.splitlines() if "KeyError" in line]
+    assert 1 <= len(failure) <= 3, failure
+    job_dir = next(sweep_dir.rglob("record.json")).parent
+    assert f"(log: {job_dir / 'worker-inference.log'})" in console
+    assert "Traceback" in (job_dir / "worker-inference.log").read_text()
+
+
+def test_two_sweeps_started_together_never_share_a_folder(tmp_path):
+    # Skipped cells (seq beyond the positions) run no worker: the two sweeps overlap in time.
+    args = [*TINY_BERT, "model.max_position_embeddings=16", "seq=32,64", "-m"]
+    procs = [start_sweeper(args, tmp_path) for _ in range(2)]
+    for proc in procs:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    folders = sorted({p.parent.parent for p in (tmp_path / "outputs").rglob("record.json")})
+    assert len(folders) == 2
+    for folder in folders:  # each sweep's two cells in its own folder
+        assert len(list(folder.rglob("record.json"))) == 2
+        assert folder.name.split("-")[-1].isdigit()  # ... named with its process id
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_reports_the_finished_cells_and_how_to_resume(
+    tmp_path, sweep_dir, signum, code
+):
+    args = [
+        *TINY_BERT,
+        "batch=1",
+        "seq=8,16,24",
+        "timing.min_time_s=3",
+        "timing.max_time_s=3",
+        f"hydra.sweep.dir={sweep_dir}",
+        "-m",
+    ]
+    proc = start_sweeper(args, tmp_path)
+    try:
+        _wait_for(lambda: len(list(sweep_dir.rglob("record.json"))) >= 1)
+        _wait_for(lambda: len(_workers(proc.pid)) == 1)  # the second cell is measuring
+        os.killpg(proc.pid, signum)  # Ctrl-C signals the whole foreground group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, err[-3000:]
+    assert "Traceback" not in out + err
+    assert len(table_rows(out, "INFERENCE - SPEED - RESULT")) == 1
+    assert "1 cells: 1 ok" in out
+    resume = err.split("Resume (finished cells are kept): ")[1].strip()
+    assert resume.startswith("python -m sweeper ") and resume.endswith(" -m")
+    assert f"hydra.sweep.dir={sweep_dir}" in resume
+    _wait_for(
+        lambda: not any(_is_sweeper_process(p, proc.pid, sweep_dir) for p in psutil.process_iter()),
+        10,
+    )
+    assert len(list(sweep_dir.rglob("record.json"))) == 1  # nothing half-done was written
+    assert not list(sweep_dir.rglob("worker-*.json")) and not list(sweep_dir.rglob("tmp-*"))
+    resumed = run_sweeper(shlex.split(resume)[3:], cwd=tmp_path)
+    assert resumed.returncode == 0 and "3 cells: 3 ok" in resumed.stdout
+
+
+def test_tensorflow_cells_leave_no_temporary_files(tmp_path, sweep_dir):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeper",
+            *TINY_BERT,
+            *QUICK,
+            "framework=tf",
+            "seq=8",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp.iterdir()) == []
+    assert not list(sweep_dir.rglob("tmp-*"))

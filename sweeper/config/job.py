@@ -44,6 +44,21 @@ __all__ = [
 # Keys that change how a sweep runs, not what a cell measures: a record made with another value
 # of these is still the same measurement (and is kept on resume).
 NOT_PART_OF_IDENTITY = ("force", "timeout_s")
+# Keys that do not change the built model: cells that differ only in these (and in the mode they
+# measure) can be forked from one built model (sweeper.run.zygote's builders). A key missing here
+# only costs a rebuild; a key here that did change the model would share a wrong one.
+NOT_PART_OF_BUILD = (
+    *NOT_PART_OF_IDENTITY,
+    "batch",
+    "seq",
+    "inference",
+    "training",
+    "speed",
+    "memory",
+    "timing",
+    "memory_limit_mib",
+    "worker_start",
+)
 
 
 class InputError(ValueError):
@@ -63,6 +78,11 @@ class Job:
     @property
     def modes(self) -> List[Mode]:
         return [m for m in MODES if getattr(self.config, m.value)]
+
+    def build_key(self, mode: Mode) -> str:
+        """Equal keys: the same model would be built for ``mode`` (see NOT_PART_OF_BUILD)."""
+        essential = {k: v for k, v in self.config_dict.items() if k not in NOT_PART_OF_BUILD}
+        return _digest({**essential, "__mode__": Mode(mode).value})
 
 
 def _build(schema: type, values: Mapping[str, Any], where: str) -> Any:
@@ -171,11 +191,14 @@ def model_label(model: ModelConfig, overrides: Sequence[str]) -> str:
     return f"{model.name}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
 
 
+def _digest(data: Mapping[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def config_identity(config_dict: Mapping[str, Any]) -> str:
     """A stable hash of what a cell measures: equal hashes mean the same measurement."""
-    essential = {k: v for k, v in config_dict.items() if k not in NOT_PART_OF_IDENTITY}
-    canonical = json.dumps(essential, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return _digest({k: v for k, v in config_dict.items() if k not in NOT_PART_OF_IDENTITY})
 
 
 def make_job(config_dict: Mapping[str, Any], overrides: Sequence[str]) -> Job:

@@ -2,6 +2,12 @@
 
 Implementations live in ``pt.py`` and ``tf.py`` and are imported by name only when chosen, so a
 PyTorch cell never imports TensorFlow and the collector imports neither.
+
+Building has two phases so that a built model can serve many cells: :meth:`Backend.build_model`
+(the model only: no input, no forward pass) and :meth:`Backend.make_step` (the cell's inputs and
+the callable to measure). Where :attr:`Backend.fork_after_build` is true, a process may build
+once and fork a fresh child per cell that runs ``after_fork``, ``make_step`` and the
+measurement (sweeper.run.zygote).
 """
 
 from __future__ import annotations
@@ -26,14 +32,39 @@ class Backend(abc.ABC):
     """One framework on one device, for one cell."""
 
     display_name: str  # as the old tool's environment block: PyTorch / Tensorflow
-    model: object  # the model build() made: its class name goes into the record
+    model: object  # the model build_model() made: its class name goes into the record
 
     def __init__(self, config: Config) -> None:
         self.config = config
 
+    @property
+    def fork_after_build(self) -> bool:
+        """Whether a child forked after :meth:`build_model` can run the model safely.
+
+        False by default: a framework whose runtime keeps threads or a device context after a
+        build leaves a forked child waiting on threads that do not exist in it.
+        """
+        return False
+
     @abc.abstractmethod
-    def build(self, mode: str) -> Callable[[], object]:
-        """Build the model with random weights and its inputs; return the step to measure."""
+    def build_model(self, mode: Mode, for_fork: bool = False) -> object:
+        """Build the model with random weights on the device; run nothing on it.
+
+        ``for_fork``: the process will fork children after this, so the build must leave no
+        thread pool running (only allowed where :attr:`fork_after_build`).
+        """
+
+    def after_fork(self) -> None:  # noqa: B027 - nothing to undo unless build_model changed it
+        """In a child forked after :meth:`build_model`: restore what the build changed."""
+
+    @abc.abstractmethod
+    def make_step(self, mode: Mode) -> Callable[[], object]:
+        """The cell's inputs and the step to measure, for the model :meth:`build_model` made."""
+
+    def build(self, mode: Mode) -> Callable[[], object]:
+        """Both phases in one process: the step to measure."""
+        self.build_model(mode)
+        return self.make_step(mode)
 
     @abc.abstractmethod
     def sync(self) -> None:

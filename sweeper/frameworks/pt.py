@@ -14,6 +14,7 @@ import transformers
 import transformers.modeling_utils  # noqa: F401 - see the module docstring
 
 from ..config.schema import Config, Device
+from ..record import Mode
 from ..units import MIB
 from . import INFERENCE, Backend, CellError, pick_model_class
 
@@ -36,9 +37,21 @@ class PtBackend(Backend):
         else:
             self.device = torch.device("cpu")
         self.cuda = self.device.type == "cuda"
+        # The intra-op threads torch chose in this process (one per core unless told otherwise).
+        self.default_threads = torch.get_num_threads()
 
-    def build(self, mode: str) -> Callable[[], object]:
+    @property
+    def fork_after_build(self) -> bool:
+        # A CPU model built on one intra-op thread leaves no OpenMP pool behind, so a forked
+        # child starts its own. CUDA must never be initialised before a fork.
+        return not self.cuda
+
+    def build_model(self, mode: Mode, for_fork: bool = False) -> object:
         config, options = self.config, self.config.framework
+        if for_fork:
+            if not self.fork_after_build:
+                raise RuntimeError("a model on a CUDA device cannot be built before a fork")
+            torch.set_num_threads(1)  # no OpenMP pool in the builder; after_fork restores it
         torch.manual_seed(config.seed)
         hf_config = transformers.AutoConfig.for_model(
             config.model.model_type, **config.model.hf_kwargs()
@@ -49,16 +62,23 @@ class PtBackend(Backend):
         model = model_cls(hf_config).to(self.device)
         if options.fp16:
             model.half()
+        model.eval() if mode == INFERENCE else model.train()
+        self.hf_config, self.model = hf_config, model
+        return model
+
+    def after_fork(self) -> None:
+        torch.set_num_threads(self.default_threads)
+
+    def make_step(self, mode: Mode) -> Callable[[], object]:
+        config, model, hf_config = self.config, self.model, self.hf_config
         generator = torch.Generator().manual_seed(config.seed)
         input_ids = torch.randint(
             hf_config.vocab_size, (config.batch, config.seq), generator=generator
         ).to(self.device)
         kwargs = {"decoder_input_ids": input_ids} if hf_config.is_encoder_decoder else {}
-        self.model = model
 
         if mode == INFERENCE:
-            model.eval()
-            if options.torchscript:
+            if config.framework.torchscript:
                 with torch.no_grad():
                     model = torch.jit.trace(
                         model, example_kwarg_inputs={"input_ids": input_ids, **kwargs}
@@ -69,8 +89,6 @@ class PtBackend(Backend):
                     return model(input_ids=input_ids, **kwargs)
 
             return forward
-
-        model.train()
 
         def train_step() -> object:
             loss = model(input_ids=input_ids, labels=input_ids, **kwargs)[0]

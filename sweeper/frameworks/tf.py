@@ -14,6 +14,7 @@ import transformers
 import transformers.modeling_tf_utils  # noqa: F401 - see the module docstring
 
 from ..config.schema import Config, Device
+from ..record import Mode
 from ..units import MIB
 from . import INFERENCE, Backend, CellError, pick_model_class
 
@@ -41,8 +42,13 @@ class TfBackend(Backend):
             self.device_name = "CPU:0"
         self.gpu = self.device_name.startswith("GPU")
 
-    def build(self, mode: str) -> Callable[[], object]:
-        config, options = self.config, self.config.framework
+    # fork_after_build stays False: building (even constructing) a Keras model starts
+    # TensorFlow's runtime thread pools, and a child forked after that waits on them forever.
+
+    def build_model(self, mode: Mode, for_fork: bool = False) -> object:
+        if for_fork:
+            raise RuntimeError("TensorFlow models cannot be built before a fork")
+        config = self.config
         tf.keras.utils.set_random_seed(config.seed)
         hf_config = transformers.AutoConfig.for_model(
             config.model.model_type, **config.model.hf_kwargs()
@@ -51,6 +57,17 @@ class TfBackend(Backend):
         with tf.device(self.device_name):
             model = model_cls(hf_config)
             model.build_in_name_scope()  # create the weights now, not in the first timed call
+        self.hf_config, self.model = hf_config, model
+        return model
+
+    def make_step(self, mode: Mode) -> Callable[[], object]:
+        config, options, model, hf_config = (
+            self.config,
+            self.config.framework,
+            self.model,
+            self.hf_config,
+        )
+        with tf.device(self.device_name):
             input_ids = tf.random.uniform(
                 (config.batch, config.seq),
                 maxval=hf_config.vocab_size,
@@ -58,7 +75,6 @@ class TfBackend(Backend):
                 seed=config.seed,
             )
         kwargs = {"decoder_input_ids": input_ids} if hf_config.is_encoder_decoder else {}
-        self.model = model
 
         if mode == INFERENCE:
 

@@ -49,13 +49,15 @@ def time_calls(
     clock: Callable[[], float] = time.perf_counter,
     cold_call_done_s: float | None = None,
     before_timed: Callable[[], object] | None = None,
+    on_sample: Callable[[list], object] | None = None,
 ) -> TimeStats:
     """Measure ``fn``; ``sync`` must block until all work ``fn`` queued on the device is done.
 
     ``cold_call_done_s``: the duration of a first call the caller already made (for example to
     measure its memory); when given, the cold call is not repeated. ``before_timed`` runs once
     between warm-up and the timed calls (the worker resets peak-memory marks there, so the
-    memory figure is the peak of the same steady-state calls that were timed).
+    memory figure is the peak of the same steady-state calls that were timed). ``on_sample``
+    gets the samples so far after each timed call, outside the timed region.
     """
     if cold_call_done_s is None:
         sync()
@@ -86,6 +88,8 @@ def time_calls(
         end = clock()
         samples.append(end - start)
         bisect.insort(sorted_samples, end - start)
+        if on_sample is not None:
+            on_sample(samples)
         elapsed = end - loop_start
         n = len(samples)
         if n >= timing.max_calls:

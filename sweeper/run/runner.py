@@ -13,12 +13,13 @@ import json
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ..config.job import Job, cell_problem
 from ..config.schema import Device, FrameworkName, WorkerStart
@@ -34,11 +35,17 @@ from ..record import (
     Status,
     read_record,
 )
-from .zygote import get_zygote
+from .zygote import ForkUnsafe, ZygoteError, forget, get_zygote
 
 __all__ = ["run_job"]
 
 log = logging.getLogger(__name__)
+
+# Zygote environments whose zygote refused to fork (a thread pool started after its import):
+# later cells of the sweep spawn their workers instead of paying a zygote start to be refused.
+_FORK_UNSAFE: Dict[tuple, str] = {}
+# Errors in the console are cut to this many characters; the record and the log keep all.
+CONSOLE_ERROR_CHARS = 300
 
 
 def _utc_now() -> str:
@@ -58,7 +65,8 @@ def _reusable(record_path: Path, job: Job) -> Optional[Record]:
         old, why = None, str(exc)
     else:
         same = old.config_sha256 == job.identity
-        if same and old.status is Status.ok and not job.config.force:
+        # A skipped cell is decided from the config alone: the same config skips again.
+        if same and old.status in (Status.ok, Status.skipped) and not job.config.force:
             return old
         if not same:
             why = "it was measured with a different config"
@@ -120,6 +128,49 @@ def _spawn(job: Job, spec_path: Path, result_path: Path, log_path: Path, timeout
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait(), True
+        except BaseException:  # an interrupt: the worker must not outlive the measurement
+            proc.kill()
+            proc.wait()
+            raise
+
+
+def _start_worker(
+    job: Job, mode: Mode, job_dir: Path, paths: Tuple[Path, Path, Path], timeout_s: float
+) -> Tuple[int, bool, ModeResult]:
+    """Run the worker (forked through the zygote, else spawned): (returncode, timed_out, facts).
+
+    ``facts`` is a ModeResult carrying how the worker started; the worker's own result is read
+    from its file afterwards.
+    """
+    spec_path, result_path, log_path = paths
+    facts = ModeResult(mode=mode, worker_start="spawn")
+    env_key = (job.cell.framework, tuple(sorted(_worker_env(job).items())))
+    if _can_fork(job) and env_key not in _FORK_UNSAFE:
+        zygote, facts.zygote = _zygote_for(job, job_dir)
+        build = {
+            "key": job.build_key(mode),
+            "slot": mode.value,
+            "log": str(job_dir / f"builder-{mode.value}.log"),
+        }
+        try:
+            returncode, timed_out, builder = zygote.run(
+                spec_path, result_path, log_path, timeout_s, build=build
+            )
+            facts.worker_start = "fork"
+            facts.build = builder or None
+            return returncode, timed_out, facts
+        except ForkUnsafe as exc:
+            forget(zygote)
+            _FORK_UNSAFE[env_key] = str(exc)
+            log.warning(
+                "the %s zygote refused to fork (%s); this and later cells start their workers "
+                "as new interpreters (worker_start=spawn)",
+                job.cell.framework,
+                exc,
+            )
+            facts.zygote = {**facts.zygote, "refused_fork": str(exc)}
+    returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
+    return returncode, timed_out, facts
 
 
 def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeResult:
@@ -127,22 +178,37 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
     spec_path = job_dir / f"worker-{mode.value}.spec.json"
     result_path = job_dir / f"worker-{mode.value}.json"
     log_path = job_dir / f"worker-{mode.value}.log"
+    tmp_dir = job_dir / f"tmp-{mode.value}"
     result_path.unlink(missing_ok=True)
+    if timeout_s <= 0:
+        return ModeResult(
+            mode=mode,
+            status=Status.timeout,
+            phase="start",
+            error=(
+                f"not started: the cell's timeout_s={job.config.timeout_s:g} s was spent before "
+                "this mode could start; raise timeout_s if the cell is just slow"
+            ),
+        )
+    tmp_dir.mkdir(exist_ok=True)
     spec = {
         "mode": mode.value,
         "config": job.config_dict,
         "parent_pid": os.getpid(),
         "spawned_at": time.time(),
+        "tmp_dir": str(tmp_dir),
     }
     write_json_atomic(spec_path, spec)
     tic = time.perf_counter()
-    zygote_facts = None
-    fork = _can_fork(job)
-    if fork:
-        zygote, zygote_facts = _zygote_for(job, job_dir)
-        returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
-    else:
-        returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
+    try:
+        returncode, timed_out, facts = _start_worker(
+            job, mode, job_dir, (spec_path, result_path, log_path), timeout_s
+        )
+    except ZygoteError as exc:
+        log.error("%s %s: %s", job.cell, mode.value, exc)
+        return ModeResult(mode=mode, status=Status.error, error=f"internal error: {exc}")
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     wall_s = time.perf_counter() - tic
     try:
         result = ModeResult.from_dict(json.loads(result_path.read_text()))
@@ -151,15 +217,17 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
     result.worker_wall_s = wall_s
     result.worker_returncode = returncode
     result.worker_log = log_path.name
-    result.worker_start = "fork" if fork else "spawn"
-    if zygote_facts is not None:
-        # The framework import this worker did not pay, paid once by the zygote; included in
-        # worker_wall_s of the cell that started the zygote.
-        result.zygote = zygote_facts
+    result.worker_start = facts.worker_start
+    result.zygote = facts.zygote  # the import this worker did not pay, paid once by the zygote
+    if facts.build is not None:
+        result.build = facts.build
+        if facts.build.get("shared") and facts.build.get("new"):
+            result.phases_s["build_s"] = facts.build["build_s"]  # this cell paid the build
     if timed_out:
         result.status = Status.timeout
+        kept = f"; {result.time.timed_calls} timed calls kept" if result.time else ""
         result.error = (
-            f"stopped after timeout_s={job.config.timeout_s:g} s (phase {result.phase}); "
+            f"stopped after timeout_s={job.config.timeout_s:g} s (phase {result.phase}{kept}); "
             "raise timeout_s if the cell is just slow"
         )
     elif returncode == -signal.SIGKILL:
@@ -175,14 +243,11 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
             f"without a result; see {log_path}"
         )
     if result.status is not Status.ok:
-        tail = log_path.read_text(errors="replace").splitlines()[-30:]
+        error = " ".join((result.error or "").split())
+        if len(error) > CONSOLE_ERROR_CHARS:
+            error = error[: CONSOLE_ERROR_CHARS - 3] + "..."
         log.error(
-            "%s %s failed (%s): %s\n%s",
-            job.cell,
-            mode.value,
-            result.status.value,
-            result.error,
-            "\n".join(tail),
+            "%s %s: %s: %s (log: %s)", job.cell, mode.value, result.status.value, error, log_path
         )
     return result
 
@@ -198,7 +263,11 @@ def run_job(
     record_path = job_dir / RECORD_NAME
     kept = _reusable(record_path, job)
     if kept is not None:
-        log.info("kept %s: ok record for the same config (force=true re-measures)", job.cell)
+        log.info(
+            "kept %s: %s record for the same config (force=true re-measures)",
+            job.cell,
+            kept.status.value,
+        )
         return kept
 
     tic = time.perf_counter()
@@ -219,15 +288,23 @@ def run_job(
         log.exception("internal error while running %s", job.cell)
         record.status = Status.error
         record.error = f"internal error in the Hydra process: {type(exc).__name__}: {exc}"
+    except BaseException:  # an interrupt: no record, no half-written worker files
+        _drop_worker_files(job_dir, job.modes)
+        raise
     record.finished_utc = _utc_now()
     record.overhead = _overhead(record, time.perf_counter() - tic)
     # CPU the Hydra process itself used for this cell: it waits in the kernel, it does not spin.
     record.overhead.hydra_process_cpu_s = _own_cpu_s() - cpu_before
     record.write(record_path)
-    for mode in record.results:  # folded into the record; the worker logs stay
+    _drop_worker_files(job_dir, record.results)  # folded into the record; the logs stay
+    return record
+
+
+def _drop_worker_files(job_dir: Path, modes) -> None:
+    for mode in modes:
         for name in (f"worker-{mode.value}.spec.json", f"worker-{mode.value}.json"):
             (job_dir / name).unlink(missing_ok=True)
-    return record
+        shutil.rmtree(job_dir / f"tmp-{mode.value}", ignore_errors=True)
 
 
 def _measure(job: Job, job_dir: Path, record: Record, tic: float) -> None:

@@ -1,10 +1,12 @@
 """Runs one mode (inference or training) of one cell in a fresh process and writes its result.
 
-``python -m sweeper.run.worker SPEC.json RESULT.json``. A fresh process per measurement is what
-makes a cell's memory figure independent of every cell before it; the parent (the Hydra job)
-imports no framework, so each measurement pays exactly one framework import and one model build.
-The result file is rewritten atomically after each phase, so a worker killed by the OOM killer
-or a timeout still leaves what it had measured and how far it got.
+``python -m sweeper.run.worker SPEC.json RESULT.json`` (``worker_start=spawn``), or a child forked
+from a zygote (``sweeper.run.zygote``): from the zygote itself, which imported the framework, or
+from a builder forked from it, which also built the model (:func:`build`) and forks one child per
+cell. Either way the measuring process is fresh: nothing ran a forward pass before it, so a
+cell's figures do not depend on the cells before it. The result file is rewritten atomically
+after each phase and about once a second of timed calls, so a worker killed by the OOM killer or
+a timeout still leaves what it had measured and how far it got.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 from ..config.job import typed_config
 from ..fileio import write_json_atomic
@@ -30,11 +34,16 @@ from ..measure.memory import (
     rss_mib,
     rss_parts_mib,
 )
+from ..measure.stats import TimeStats
 from ..measure.timing import time_calls
 from ..record import MemoryResult, Mode, ModeResult, Status, TimeResult
 from ..units import MIB
 
-__all__ = ["die_with_parent", "main", "measure", "run"]
+__all__ = ["Built", "build", "die_with_parent", "main", "measure", "run"]
+
+# While timing, the partial samples are saved at most this often: a cell stopped by timeout_s
+# keeps what it measured, at the cost of one small file write per second of timed calls.
+SAVE_EVERY_S = 1.0
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -61,8 +70,14 @@ def _limit_address_space(headroom_mib: int) -> float:
     return limit / MIB
 
 
-def measure(backend: Any, step: Any, config: Any, result: ModeResult) -> None:
-    """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call)."""
+def measure(
+    backend: Any, step: Any, config: Any, result: ModeResult, save: Optional[Any] = None
+) -> None:
+    """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call).
+
+    ``save``: called with nothing about once every SAVE_EVERY_S of timed calls, after
+    ``result.time`` holds the samples so far.
+    """
     baseline_rss = rss_mib()  # model built and on the device, inputs made, nothing run yet
     baseline_parts = rss_parts_mib()
     can_reset = config.memory and reset_peak()
@@ -79,6 +94,22 @@ def measure(backend: Any, step: Any, config: Any, result: ModeResult) -> None:
             reset_peak()
             backend.gpu_memory_reset()
 
+    last_save = time.perf_counter()
+
+    def on_sample(samples: List[float]) -> None:
+        nonlocal last_save
+        if save is None or time.perf_counter() - last_save < SAVE_EVERY_S:
+            return
+        partial = TimeStats(
+            samples_s=list(samples),
+            target_ci_pct=config.timing.target_ci_pct,
+            first_call_s=first_call_s,
+            stop_reason=f"unfinished: saved after {len(samples)} timed calls",
+        )
+        result.time = TimeResult.from_dict(partial.to_dict())
+        save()
+        last_save = time.perf_counter()
+
     if config.speed:
         loop_start = time.perf_counter()
         stats = time_calls(
@@ -87,6 +118,7 @@ def measure(backend: Any, step: Any, config: Any, result: ModeResult) -> None:
             config.timing,
             cold_call_done_s=first_call_s,
             before_timed=reset_marks,
+            on_sample=on_sample,
         )
         result.phases_s["warmup_and_timed_s"] = time.perf_counter() - loop_start
         result.phases_s["timed_s"] = sum(stats.samples_s)
@@ -125,8 +157,62 @@ def measure(backend: Any, step: Any, config: Any, result: ModeResult) -> None:
     result.memory = memory
 
 
-def run(spec: Dict[str, Any], result_path: Path) -> ModeResult:
+@dataclass
+class Built:
+    """A model built in this process, before any forward pass: what a builder forks from."""
+
+    backend: Any
+    config: Any
+    mode: Mode
+    import_s: float
+    build_s: float
+    model_class: str
+    build_peak_rss_mib: float  # this process's peak so far: imports and the build
+
+    def facts(self) -> Dict[str, Any]:
+        return {
+            "build_s": self.build_s,
+            "model_class": self.model_class,
+            "build_peak_rss_mib": self.build_peak_rss_mib,
+        }
+
+
+def build(spec: Dict[str, Any], for_fork: bool = False) -> Built:
+    """Import the framework (a no-op after the zygote's import) and build the spec's model."""
+    config = typed_config(spec["config"])
+    from ..frameworks import load
+
+    tic = time.perf_counter()
+    backend = load(config.framework.name.value)(config)
+    import_s = time.perf_counter() - tic
+    mode = Mode(spec["mode"])
+    tic = time.perf_counter()
+    backend.build_model(mode, for_fork=for_fork)
+    backend.sync()
+    return Built(
+        backend=backend,
+        config=config,
+        mode=mode,
+        import_s=import_s,
+        build_s=time.perf_counter() - tic,
+        model_class=type(backend.model).__name__,
+        build_peak_rss_mib=peak_rss_mib(),
+    )
+
+
+def _private_tmp(spec: Dict[str, Any]) -> None:
+    """Send this worker's temporary files (TensorFlow's autograph modules, for one) to the
+    folder the runner made for it and removes when the worker has ended."""
+    folder = spec.get("tmp_dir")
+    if folder:
+        os.environ["TMPDIR"] = folder
+        tempfile.tempdir = folder
+
+
+def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) -> ModeResult:
+    """Measure one mode of one cell; ``built``: the model a builder made before forking us."""
     started = time.time()
+    _private_tmp(spec)
     result = ModeResult(
         mode=Mode(spec["mode"]),
         phase="import",
@@ -138,28 +224,30 @@ def run(spec: Dict[str, Any], result_path: Path) -> ModeResult:
 
     backend_cls = None
     try:
-        config = typed_config(spec["config"])
-        from ..frameworks import load
-
-        tic = time.perf_counter()
-        backend_cls = load(config.framework.name.value)
-        result.phases_s["import_s"] = time.perf_counter() - tic
-        backend = backend_cls(config)
+        if built is None:
+            result.phase = "build"
+            save()
+            built = build(spec)
+            result.phases_s["import_s"] = built.import_s
+            result.phases_s["build_s"] = built.build_s
+        else:
+            # Forked from a builder: its model, this cell's config (batch, seq, timing...).
+            built.config = built.backend.config = typed_config(spec["config"])
+            built.backend.after_fork()
+        backend, config = built.backend, built.config
+        backend_cls = type(backend)
         result.framework_runtime = backend.info()
-        result.phase = "build"
-        save()
+        result.model_class = built.model_class
+        # Peak of the process that built the model (imports and build), before any reset.
+        result.build_peak_rss_mib = built.build_peak_rss_mib
         tic = time.perf_counter()
-        step = backend.build(result.mode)
-        backend.sync()
-        result.phases_s["build_s"] = time.perf_counter() - tic
-        result.model_class = type(backend.model).__name__
-        # Peak of this fresh process so far (imports and model build), before any reset.
-        result.build_peak_rss_mib = peak_rss_mib()
+        step = backend.make_step(result.mode)
+        result.phases_s["inputs_s"] = time.perf_counter() - tic
         if config.memory_limit_mib is not None:
             result.address_space_limit_mib = _limit_address_space(config.memory_limit_mib)
         result.phase = "measure"
         save()
-        measure(backend, step, config, result)
+        measure(backend, step, config, result, save=save)
         result.status = Status.ok
         result.phase = "done"
     except BaseException as exc:  # every failure is recorded; the parent decides what follows
@@ -179,6 +267,7 @@ def main(argv: list | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m sweeper.run.worker SPEC.json RESULT.json", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep's process stops us on Ctrl-C
     spec = json.loads(Path(argv[0]).read_text())
     die_with_parent(spec["parent_pid"])
     run(spec, Path(argv[1]))

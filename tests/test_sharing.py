@@ -1,0 +1,122 @@
+"""Build once, fork per cell (issue 13): cells of one model are forked from one built model, and
+a cell measured through a shared build gives the same figures as through a build of its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper
+
+# Larger than TINY_BERT so that its figures stand well above the noise: about 20 MB of weights.
+SMALL_BERT = [*TINY_BERT, "model.hidden_size=128", "model.intermediate_size=512"]
+
+
+def by_seq(sweep_dir):
+    return {r["cell"]["sequence_length"]: r for r in records(sweep_dir)}
+
+
+def test_cells_of_one_model_share_one_build(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "training=true",
+            "batch=1",
+            "seq=8,16,24",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = by_seq(sweep_dir)
+    for mode, model_class in (("inference", "BertModel"), ("training", "BertForMaskedLM")):
+        results = [cells[seq]["results"][mode] for seq in (8, 16, 24)]
+        builds = [r["build"] for r in results]
+        assert [b["shared"] for b in builds] == [True, True, True]
+        assert [b["new"] for b in builds] == [True, False, False]
+        assert len({b["pid"] for b in builds}) == 1  # one builder served the three cells
+        assert [b["cells_served"] for b in builds] == [1, 2, 3]
+        # The build time is recorded once, in the cell that paid it.
+        assert results[0]["phases_s"]["build_s"] > 0
+        assert "build_s" not in results[1]["phases_s"] and "build_s" not in results[2]["phases_s"]
+        assert builds[1]["built_in"] == builds[0]["built_in"]
+        assert {r["model_class"] for r in results} == {model_class}
+        assert {r["worker_start"] for r in results} == {"fork"}
+        # Every cell ran in its own process, with the intra-op threads of a fresh one.
+        assert len({r["worker_returncode"] for r in results}) == 1
+        assert {r["framework_runtime"]["torch_intra_op_threads"] for r in results} == {
+            cells[8]["results"][mode]["framework_runtime"]["torch_intra_op_threads"]
+        }
+    # Inference and training models are different builds (one builder each).
+    assert (
+        cells[8]["results"]["inference"]["build"]["pid"]
+        != (cells[8]["results"]["training"]["build"]["pid"])
+    )
+
+
+def test_a_shared_build_measures_what_an_own_build_measures(tmp_path):
+    """seq=64 alone (its builder's first cell) and after seq=8 (the same builder's second)."""
+    timing = ["timing.min_time_s=1", "timing.max_time_s=4"]
+    alone, after = tmp_path / "alone", tmp_path / "after"
+    for folder, seqs in ((alone, "64"), (after, "8,64")):
+        proc = run_sweeper(
+            [*SMALL_BERT, *timing, "batch=4", f"seq={seqs}", f"hydra.sweep.dir={folder}", "-m"],
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    own = by_seq(alone)[64]["results"]["inference"]
+    shared = by_seq(after)[64]["results"]["inference"]
+    assert own["build"]["new"] is True and shared["build"]["new"] is False
+    own_anon = own["memory"]["end_parts"]["rss_anon_mib"]
+    shared_anon = shared["memory"]["end_parts"]["rss_anon_mib"]
+    assert shared_anon == pytest.approx(own_anon, abs=1.0)
+    assert shared["memory"]["peak_increase_mib"] == pytest.approx(
+        own["memory"]["peak_increase_mib"], abs=1.0
+    )
+    # The medians agree within their confidence intervals (widened by 5 % for this shared VM).
+    a, b = own["time"], shared["time"]
+    low = min(a["ci95_low_s"], b["ci95_low_s"]) * 0.95
+    high = max(a["ci95_high_s"], b["ci95_high_s"]) * 1.05
+    assert low <= a["median_s"] <= high and low <= b["median_s"] <= high
+    assert max(a["ci95_low_s"], b["ci95_low_s"]) <= 1.05 * min(a["ci95_high_s"], b["ci95_high_s"])
+
+
+def test_another_model_replaces_the_builder(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "batch=1",
+            "seq=8",
+            "model.num_hidden_layers=1,2",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    builds = [r["results"]["inference"]["build"] for r in records(sweep_dir)]
+    assert [b["new"] for b in builds] == [True, True]
+    assert builds[0]["pid"] != builds[1]["pid"]
+
+
+def test_tensorflow_builds_in_each_cell_and_says_why(tmp_path, sweep_dir):
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "framework=tf",
+            "batch=1",
+            "seq=8,16",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for record in records(sweep_dir):
+        result = record["results"]["inference"]
+        assert result["build"]["shared"] is False
+        assert "TensorFlow models cannot be built before a fork" in result["build"]["why"]
+        assert result["phases_s"]["build_s"] > 0 and result["worker_start"] == "fork"
