@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import QUICK, TINY_BERT, records, run_sweeper
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, table_rows
 
 # Larger than TINY_BERT so that its figures stand well above the noise: about 20 MB of weights.
 SMALL_BERT = [*TINY_BERT, "model.hidden_size=128", "model.intermediate_size=512"]
@@ -120,3 +120,26 @@ def test_tensorflow_builds_in_each_cell_and_says_why(tmp_path, sweep_dir):
         assert result["build"]["shared"] is False
         assert "TensorFlow models cannot be built before a fork" in result["build"]["why"]
         assert result["phases_s"]["build_s"] > 0 and result["worker_start"] == "fork"
+
+
+def test_jobs_of_one_model_run_together_and_tables_keep_the_users_order(tmp_path, sweep_dir):
+    # seq before model: Hydra's product alternates the models; the sweeper groups them.
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "batch=1",
+            "seq=8,16",
+            "model.num_hidden_layers=1,2",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sorted(records(sweep_dir), key=lambda r: r["sweep_index"])
+    launched = [(r["config"]["model"]["num_hidden_layers"], r["config"]["seq"]) for r in found]
+    assert launched == [(1, 8), (1, 16), (2, 8), (2, 16)]
+    assert [r["results"]["inference"]["build"]["new"] for r in found] == [True, False] * 2
+    rows = table_rows(proc.stdout, "INFERENCE - SPEED - RESULT")
+    assert [row.split()[2] for row in rows] == ["8", "16", "8", "16"]

@@ -1,13 +1,16 @@
-"""Hydra's basic sweeper, plus: every job's config is checked before the first job runs.
+"""Hydra's basic sweeper, plus: every job's config is checked before the first job runs, and
+jobs of one model run one after the other.
 
 Hydra already composes every job of a sweep up front (so a misspelt key fails early); this also
 turns each composed config into sweeper's typed Job, so a bad value (``batch=0``) or an empty
-sweep stops the command before any cell has been measured. Selected in conf/config.yaml with
-``override hydra/sweeper: validating``.
+sweep stops the command before any cell has been measured. Jobs are then put in an order where
+the cells of one model are consecutive (stable: otherwise the user's order), so that each model
+is built once (sweeper.run.zygote's builders); the tables keep the user's order. Selected in
+conf/hydra/sweeper.yaml with ``override sweeper: validating``.
 """
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -26,7 +29,7 @@ ConfigStore.instance().store(
 
 
 class ValidatingSweeper(BasicSweeper):
-    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+    def validate_batch_is_legal(self, batch: List[Sequence[str]]) -> None:
         from sweeper.config.job import InputError, job_from_config
 
         if not batch:
@@ -38,11 +41,30 @@ class ValidatingSweeper(BasicSweeper):
                 "key at least one value, e.g. seq=8,32"
             )
         loader = self.hydra_context.config_loader
+        jobs = []
         for overrides in batch:
             cfg = loader.load_sweep_config(
                 master_config=self.config, sweep_overrides=list(overrides)
             )
             try:
-                job_from_config(cfg, list(overrides))
+                jobs.append(job_from_config(cfg, list(overrides)))
             except InputError as exc:
                 raise InputError(f"{exc} (in the job {' '.join(overrides)})") from None
+        self.group_by_model(batch, jobs)
+
+    @staticmethod
+    def group_by_model(batch: List[Sequence[str]], jobs: list) -> None:
+        """Reorder ``batch`` in place (it is what the launcher runs next) so that jobs building
+        the same model are consecutive, models in order of first appearance.
+
+        ``seq=8,32 model=a,b`` would otherwise alternate a, b, a, b and build each model twice.
+        """
+        from sweeper.record import Mode
+
+        first_seen: Dict[str, int] = {}
+        for job in jobs:
+            first_seen.setdefault(job.build_key(Mode.inference), len(first_seen))
+        order = sorted(
+            range(len(batch)), key=lambda i: first_seen[jobs[i].build_key(Mode.inference)]
+        )
+        batch[:] = [batch[i] for i in order]
