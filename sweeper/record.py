@@ -142,9 +142,13 @@ class Cell:
 class Noise:
     verdict: str  # "ok" or "noisy"
     reasons: List[str] = field(default_factory=list)
+    checks: Optional[List[str]] = None  # the checks that flagged it: iqr, ci, rounds, drift, calls
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"verdict": self.verdict, "reasons": list(self.reasons)}
+        out: Dict[str, Any] = {"verdict": self.verdict, "reasons": list(self.reasons)}
+        if self.checks is not None:
+            out["checks"] = list(self.checks)
+        return out
 
 
 @dataclass
@@ -169,6 +173,12 @@ class TimeResult:
     target_ci_pct: Optional[float] = None
     noise: Noise = field(default_factory=lambda: Noise(verdict="ok"))
     samples_s: List[float] = field(default_factory=list)
+    # With timing.rounds > 1: samples_s holds the rounds one after the other.
+    rounds: Optional[int] = None
+    round_sizes: Optional[List[int]] = None
+    round_medians_s: Optional[List[float]] = None
+    pooled_ci95_low_s: Optional[float] = None  # the CI of all samples as if one round
+    pooled_ci95_high_s: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -179,11 +189,24 @@ class TimeResult:
     def from_dict(cls, data: Mapping[str, Any]) -> TimeResult:
         known, extra = _split(cls, data)
         noise = known.get("noise") or {}
-        known["noise"] = Noise(verdict=noise.get("verdict", "ok"), reasons=noise.get("reasons", []))
+        known["noise"] = Noise(
+            verdict=noise.get("verdict", "ok"),
+            reasons=noise.get("reasons", []),
+            checks=noise.get("checks"),
+        )
         return cls(**known, extra=extra)
 
     def to_dict(self) -> Dict[str, Any]:
-        return _to_dict(self)
+        return _to_dict(
+            self,
+            omit_none=(
+                "rounds",
+                "round_sizes",
+                "round_medians_s",
+                "pooled_ci95_low_s",
+                "pooled_ci95_high_s",
+            ),
+        )
 
 
 # GPU keys appear only on a GPU; absent keys stay absent when a record is written back.

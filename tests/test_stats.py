@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from sweeper.measure.stats import NOISY_IQR_PCT, TimeStats, median_ci_ranks, quantile
+from sweeper.measure.stats import (
+    NOISY_IQR_PCT,
+    TimeStats,
+    median_ci_ranks,
+    quantile,
+    rounds_interval,
+)
 
 
 def test_quantile_interpolates_like_numpy_type_7():
@@ -72,7 +78,7 @@ def test_quiet_samples_are_not_noisy():
     assert stats.iqr_pct < NOISY_IQR_PCT
     assert stats.ci95_halfwidth_pct < 2.0
     assert stats.noise_reasons == []
-    assert stats.to_dict()["noise"] == {"verdict": "ok", "reasons": []}
+    assert stats.to_dict()["noise"] == {"verdict": "ok", "reasons": [], "checks": []}
 
 
 def test_noise_reasons_name_the_figures():
@@ -88,3 +94,49 @@ def test_noise_reasons_name_the_figures():
         target_ci_pct=2.0, samples_s=[1.0, 1.0, 1.0], stop_reason="max_time_s=30 reached"
     )
     assert any("too few for a 95 % CI" in r for r in few.noise_reasons)
+
+
+def test_rounds_interval_is_students_t_of_the_round_medians():
+    # mean 1.0, stdev of (0.98, 1.02) = 0.028284; t(1) = 12.706: half = 12.706 * 0.028284 / sqrt 2
+    low, high = rounds_interval([0.98, 1.02])
+    assert (low, high) == pytest.approx((1.0 - 0.25412, 1.0 + 0.25412), abs=1e-5)
+    # three rounds: mean 1.0, stdev 0.01, t(2) = 4.303 -> half = 4.303 * 0.01 / sqrt 3
+    low, high = rounds_interval([0.99, 1.0, 1.01])
+    assert high - 1.0 == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-6)
+    assert rounds_interval([1.0]) is None
+
+
+def quiet(center: float, n: int = 20) -> list:
+    return [center * (1 + 0.001 * (i % 5)) for i in range(n)]
+
+
+def test_rounds_that_agree_keep_a_tight_interval():
+    stats = TimeStats(samples_s=quiet(1.0) + quiet(1.0005), target_ci_pct=2.0, round_sizes=[20, 20])
+    assert stats.noise_checks == {}
+    assert stats.ci95_halfwidth_pct < 2.0
+    out = stats.to_dict()
+    assert out["rounds"] == 2 and out["round_sizes"] == [20, 20]
+    assert out["round_medians_s"] == pytest.approx([1.002, 1.0025], rel=1e-3)
+
+
+def test_rounds_that_disagree_widen_the_interval_and_say_so():
+    stats = TimeStats(samples_s=quiet(1.0) + quiet(1.2), target_ci_pct=2.0, round_sizes=[20, 20])
+    pooled_low, pooled_high = stats.pooled_ci95_s
+    low, high = stats.ci95_s
+    assert low < pooled_low and high > pooled_high  # the between-round t-interval is wider
+    assert set(stats.noise_checks) == {"rounds"}  # each round alone is quiet
+    assert "rounds disagree: medians 1002, 1202 ms" in stats.noise_checks["rounds"]
+    assert stats.to_dict()["noise"]["checks"] == ["rounds"]
+
+
+def test_a_round_that_slows_down_half_way_is_flagged_as_drift():
+    samples = quiet(1.0, 10) + quiet(1.1, 10)  # the second half 10 % slower
+    checks = TimeStats(samples_s=samples, target_ci_pct=2.0).noise_checks
+    assert checks["drift"] == "drift: the second half ran 10.0 % slower than its first"
+    steady = TimeStats(samples_s=quiet(1.0, 20), target_ci_pct=2.0)
+    assert "drift" not in steady.noise_checks
+
+
+def test_round_sizes_must_add_up():
+    with pytest.raises(ValueError, match="do not add up"):
+        TimeStats(samples_s=[1.0, 2.0], target_ci_pct=2.0, round_sizes=[1, 2])
