@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from ..config.job import Job, cell_problem
 from ..config.schema import Device, FrameworkName, WorkerStart
 from ..fileio import write_json_atomic
 from ..measure.env import environment
+from ..measure.limits import WorkerWatch
 from ..record import (
     RECORD_NAME,
     Mode,
@@ -138,11 +138,13 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
     tic = time.perf_counter()
     zygote_facts = None
     fork = _can_fork(job)
-    if fork:
-        zygote, zygote_facts = _zygote_for(job, job_dir)
-        returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
-    else:
-        returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
+    # memory: OOM counters around the worker, memory_limit_mib's watchdog (sweeper.measure.limits)
+    with WorkerWatch(result_path, job.config.memory_limit_mib) as watch:
+        if fork:
+            zygote, zygote_facts = _zygote_for(job, job_dir)
+            returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
+        else:
+            returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
     wall_s = time.perf_counter() - tic
     try:
         result = ModeResult.from_dict(json.loads(result_path.read_text()))
@@ -162,12 +164,8 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
             f"stopped after timeout_s={job.config.timeout_s:g} s (phase {result.phase}); "
             "raise timeout_s if the cell is just slow"
         )
-    elif returncode == -signal.SIGKILL:
-        result.status = Status.oom
-        result.error = (
-            f"the worker was killed by SIGKILL during phase {result.phase}: on Linux "
-            "that is the kernel's OOM killer (see dmesg); lower batch or seq, or free memory"
-        )
+    elif (verdict := watch.verdict(returncode, result)) is not None:  # a signal or the limit
+        result.status, result.error = verdict
     elif result.status is None:
         result.status = Status.error
         result.error = (

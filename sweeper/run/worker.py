@@ -12,16 +12,17 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..config.job import typed_config
+from ..config.schema import Device
 from ..fileio import write_json_atomic
+from ..measure.limits import apply_memory_limit
 from ..measure.memory import (
     METHOD_LIFETIME,
     METHOD_RESET,
@@ -31,8 +32,7 @@ from ..measure.memory import (
     rss_parts_mib,
 )
 from ..measure.timing import time_calls
-from ..record import MemoryResult, Mode, ModeResult, Status, TimeResult
-from ..units import MIB
+from ..record import MemoryResult, MemorySource, Mode, ModeResult, Status, TimeResult
 
 __all__ = ["die_with_parent", "main", "measure", "run"]
 
@@ -49,20 +49,18 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _limit_address_space(headroom_mib: int) -> float:
-    """Cap the address space at its current size plus ``headroom_mib``; return the cap in MiB."""
-    with open("/proc/self/status") as handle:
-        vm_kib = int(handle.read().split("VmSize:")[1].split()[0])
-    limit = (vm_kib * 1024) + headroom_mib * MIB
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    return limit / MIB
+def measure(
+    backend: Any,
+    step: Any,
+    config: Any,
+    result: ModeResult,
+    gpu_device_before_mib: Optional[float] = None,
+) -> None:
+    """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call).
 
-
-def measure(backend: Any, step: Any, config: Any, result: ModeResult) -> None:
-    """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call)."""
+    ``gpu_device_before_mib``: the GPU's memory in use before this worker initialised CUDA
+    (sweeper.measure.gpu.device_used_mib), for when NVML cannot see the worker's own use.
+    """
     baseline_rss = rss_mib()  # model built and on the device, inputs made, nothing run yet
     baseline_parts = rss_parts_mib()
     can_reset = config.memory and reset_peak()
@@ -108,20 +106,14 @@ def measure(backend: Any, step: Any, config: Any, result: ModeResult) -> None:
         baseline_parts=baseline_parts,
         end_parts=rss_parts_mib(),
         headline_mib=peak,
-        headline_source="peak_rss",
+        headline_source=MemorySource.peak_rss.value,
     )
-    gpu = backend.gpu_memory_peaks_mib()
-    if gpu:
-        from ..measure.gpu import process_used_mib
+    allocator = backend.gpu_memory_peaks_mib()
+    if allocator:
+        from ..measure.gpu import gpu_memory
 
-        for key, value in {**gpu, **process_used_mib(os.getpid())}.items():
+        for key, value in gpu_memory(allocator, os.getpid(), gpu_device_before_mib).items():
             setattr(memory, key, value)
-        if memory.nvml_process_used_mib is not None:
-            memory.headline_mib = memory.nvml_process_used_mib
-            memory.headline_source = "nvml_process_used"
-        else:
-            memory.headline_mib = max(gpu.values())
-            memory.headline_source = "framework allocator peak (NVML had no figure)"
     result.memory = memory
 
 
@@ -144,6 +136,11 @@ def run(spec: Dict[str, Any], result_path: Path) -> ModeResult:
         tic = time.perf_counter()
         backend_cls = load(config.framework.name.value)
         result.phases_s["import_s"] = time.perf_counter() - tic
+        gpu_before = None
+        if config.device.name is Device.cuda:  # before anything of ours initialises CUDA
+            from ..measure.gpu import device_used_mib
+
+            gpu_before = device_used_mib()
         backend = backend_cls(config)
         result.framework_runtime = backend.info()
         result.phase = "build"
@@ -155,11 +152,11 @@ def run(spec: Dict[str, Any], result_path: Path) -> ModeResult:
         result.model_class = type(backend.model).__name__
         # Peak of this fresh process so far (imports and model build), before any reset.
         result.build_peak_rss_mib = peak_rss_mib()
-        if config.memory_limit_mib is not None:
-            result.address_space_limit_mib = _limit_address_space(config.memory_limit_mib)
+        if config.memory_limit_mib is not None:  # sweeper.measure.limits; the runner watches
+            result.memory_limit = apply_memory_limit(config.memory_limit_mib, spec["parent_pid"])
         result.phase = "measure"
         save()
-        measure(backend, step, config, result)
+        measure(backend, step, config, result, gpu_before)
         result.status = Status.ok
         result.phase = "done"
     except BaseException as exc:  # every failure is recorded; the parent decides what follows
