@@ -38,7 +38,6 @@ taken for ours: two rare events at once, and the error says which counter moved.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -199,7 +198,7 @@ def _make_cgroup(allowance_mib: float, owner_pid: int, proc_self: Path) -> Tuple
     """A new memory cgroup limited to ``allowance_mib``, with this process moved into it."""
     found = memory_cgroup(proc_self)
     if found is None:
-        raise OSError(errno.ENOENT, "no memory cgroup controller found for this process")
+        raise OSError("no memory cgroup controller found for this process")
     files, own = found
     parent = own.parent if files.version == 2 else own  # v2: no processes in inner cgroups
     _remove_stale(parent)
