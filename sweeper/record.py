@@ -219,14 +219,14 @@ _SOURCE_MARKS = {
     MemorySource.nvml_device_delta: "d",
     MemorySource.allocator_peak: "a",
 }
-_SOURCE_NOTES = {
+_SOURCE_NOTES = {  # each fits the tables' 80 columns with its mark
     MemorySource.peak_rss: "peak resident memory (CPU)",
-    MemorySource.nvml_process: "GPU memory of the worker process, from NVML's per-process figure "
+    MemorySource.nvml_process: "GPU: the worker's use per NVML's process list "
     "(CUDA context included)",
-    MemorySource.nvml_device_delta: "GPU memory of the worker, from the device's use minus its use "
-    "before the worker (CUDA context included; NVML could not see the process)",
-    MemorySource.allocator_peak: "the framework allocator's peak alone (CUDA context NOT included; "
-    "NVML unavailable)",
+    MemorySource.nvml_device_delta: "GPU: device use minus device use before the worker "
+    "(CUDA context included)",
+    MemorySource.allocator_peak: "GPU: the framework allocator's peak alone (CUDA context not "
+    "included)",
 }
 UNKNOWN_SOURCE_MARK = "?"
 
