@@ -225,9 +225,9 @@ def test_a_worker_killed_by_sigkill_is_killed_not_oom(tmp_path, sweep_dir):
     assert record["status"] == "killed", record["error"]
     assert record["error"].startswith(
         "inference: the worker was killed by SIGKILL during phase measure, not by the kernel's "
-        "OOM killer ("
+        "OOM killer (no oom_kill in "
     ), record["error"]
-    assert record["error"].endswith(": no oom_kill while it ran)")
+    assert record["error"].endswith(" while it ran)")
     assert "killed: tiny-bert" in out
 
 

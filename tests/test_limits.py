@@ -225,7 +225,8 @@ SWEEP_IN_A_SMALL_CGROUP = textwrap.dedent(
     with WorkerWatch(result_path, None) as watch:
         code = subprocess.run([sys.executable, "-c", worker, str(result_path)]).returncode
     result = ModeResult.from_dict(json.loads(result_path.read_text()))
-    print(json.dumps({"code": code, "verdict": watch.verdict(code, result)}), flush=True)
+    verdict = watch.verdict(code, result)
+    print(json.dumps({"code": code, "verdict": verdict, "counter": watch.evidence().oom_counter}))
     """
 )
 
@@ -248,8 +249,11 @@ def test_a_real_kernel_oom_kill_is_oom_and_a_sigkill_by_hand_is_killed(tmp_path)
     code, (status, error) = lines[1]["code"], lines[1]["verdict"]
     assert code == -signal.SIGKILL
     assert status == "oom", error
-    assert error.startswith("the kernel's OOM killer ended the worker (SIGKILL) during phase ")
-    assert f"{box.cgroup}/memory." in error  # the sweep's own cgroup counted it
+    assert error.startswith(
+        "the kernel's OOM killer ended the worker (SIGKILL) during phase measure (the sweep's "
+        "cgroup's memory."
+    )
+    assert lines[1]["counter"].startswith(f"{box.cgroup}/memory.")  # the sweep's own cgroup
 
     # The same death by hand: SIGKILL, and no OOM kill counted anywhere.
     result_path = tmp_path / "by-hand.json"
@@ -311,7 +315,7 @@ KILL = -int(signal.SIGKILL)
             (
                 Status.killed,
                 "the worker was killed by SIGKILL during phase measure, not by the kernel's OOM "
-                "killer (/proc/vmstat: no oom_kill while it ran)",
+                "killer (no oom_kill in /proc/vmstat while it ran)",
             ),
         ),
         (
@@ -359,9 +363,8 @@ KILL = -int(signal.SIGKILL)
                 Status.oom,
                 "memory_limit_mib=300 exceeded during phase measure: the worker added 300 MiB to "
                 "the built model's 410 MiB resident (about 710 MiB in all) and its cgroup's limit "
-                "stopped it: the kernel's OOM killer ended it "
-                "(/sys/fs/cgroup/user.slice/sweeper-1-2/memory.events: oom_kill 1); raise "
-                "memory_limit_mib (now 300), or lower batch or seq",
+                "stopped it: the kernel's OOM killer ended it (its cgroup's memory.events: "
+                "oom_kill 1); raise memory_limit_mib (now 300), or lower batch or seq",
             ),
         ),
         (
@@ -370,22 +373,36 @@ KILL = -int(signal.SIGKILL)
             ExitEvidence(limit=cgroup_limit(cgroup_peak_mib=120.0)),
             (
                 Status.oom,
-                "the kernel's OOM killer ended the worker (SIGKILL) during phase measure "
-                "(/sys/fs/cgroup/user.slice/sweeper-1-2/memory.events: oom_kill +1 while it "
-                "ran): the machine or its container ran out of memory; lower batch or seq, free "
-                "memory, or set memory_limit_mib to end such a cell before the machine runs "
-                "short",
+                "the kernel's OOM killer ended the worker (SIGKILL) during phase measure (its "
+                "cgroup's memory.events: oom_kill +1 while it ran): the machine or its "
+                "container ran out of memory; lower batch or seq, free memory, or set "
+                "memory_limit_mib to end such a cell before the machine runs short",
             ),
         ),
         (
             KILL,
             False,
-            ExitEvidence(limit=cgroup_limit(cgroup_oom_kills=0), oom_kills=1, oom_counter="x"),
+            ExitEvidence(
+                limit=cgroup_limit(cgroup_oom_kills=0), oom_kills=1, oom_counter="/proc/vmstat"
+            ),
             (
                 Status.killed,
                 "the worker was killed by SIGKILL during phase measure, not by the kernel's OOM "
-                "killer (/sys/fs/cgroup/user.slice/sweeper-1-2/memory.events: no oom_kill while "
-                "it ran)",
+                "killer (no oom_kill in its cgroup's memory.events while it ran)",
+            ),
+        ),
+        (
+            KILL,
+            False,
+            ExitEvidence(
+                oom_kills=1, oom_counter="/sys/fs/cgroup/memory/docker/abc/memory.oom_control"
+            ),
+            (
+                Status.oom,
+                "the kernel's OOM killer ended the worker (SIGKILL) during phase measure (the "
+                "sweep's cgroup's memory.oom_control: oom_kill +1 while it ran): the machine or "
+                "its container ran out of memory; lower batch or seq, free memory, or set "
+                "memory_limit_mib to end such a cell before the machine runs short",
             ),
         ),
     ],

@@ -334,9 +334,9 @@ def classify_exit(
     own_cgroup = limit is not None and limit.cgroup and limit.cgroup_oom_kills is not None
     if own_cgroup:
         # The worker's own cgroup counts every OOM kill of it, whichever limit was hit.
-        kills, counter = limit.cgroup_oom_kills, f"{limit.cgroup}/{_files(limit).events}"
+        kills, counter = limit.cgroup_oom_kills, f"its cgroup's {_files(limit).events}"
     else:
-        kills, counter = evidence.oom_kills, evidence.oom_counter
+        kills, counter = evidence.oom_kills, _counter_name(evidence.oom_counter)
     if kills is None:
         return Status.killed, (
             f"the worker was killed by SIGKILL during phase {phase}; whether by the kernel's OOM "
@@ -346,7 +346,7 @@ def classify_exit(
     if not kills:
         return Status.killed, (
             f"the worker was killed by SIGKILL during phase {phase}, not by the kernel's OOM "
-            f"killer ({counter}: no oom_kill while it ran)"
+            f"killer (no oom_kill in {counter} while it ran)"
         )
     if own_cgroup:
         added = limit.cgroup_peak_mib
@@ -366,6 +366,13 @@ def classify_exit(
         "memory; lower batch or seq, free memory, or set memory_limit_mib to end such a cell "
         "before the machine runs short"
     )
+
+
+def _counter_name(path: Optional[str]) -> Optional[str]:
+    """A counter file as errors name it: /proc/vmstat, or the sweep's cgroup's file."""
+    if path is None or path.endswith("vmstat"):
+        return path
+    return f"the sweep's cgroup's {Path(path).name}"
 
 
 def _files(limit: MemoryLimit) -> _Files:
