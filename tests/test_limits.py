@@ -31,7 +31,7 @@ from sweeper.measure.limits import (
     memory_cgroup,
     oom_kill_counters,
 )
-from sweeper.record import MemoryLimit, ModeResult, Status
+from sweeper.record import MemoryLimit, Mode, ModeResult, Status
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -492,3 +492,14 @@ def test_without_a_memory_controller_the_watchdog_is_used_and_says_why(tmp_path)
     assert limit.no_cgroup == "OSError: no memory cgroup controller found for this process"
     assert limit.watch_field in ("VmHWM", "VmRSS")
     assert limit.limit_rss_mib == pytest.approx(limit.baseline_rss_mib + 100)
+
+
+def test_killed_fails_the_command_and_a_limit_round_trips_through_the_record():
+    assert Status.killed.failed and Status.oom.failed and not Status.skipped.failed
+    assert Status.error.severity < Status.killed.severity < Status.oom.severity
+    result = ModeResult(mode=Mode.inference, status=Status.killed, memory_limit=cgroup_limit())
+    again = ModeResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again.status is Status.killed and again.memory_limit == cgroup_limit()
+    # A record of the RLIMIT_AS days keeps its key, written back unchanged.
+    old = {"mode": "inference", "status": "oom", "address_space_limit_mib": 3000.0}
+    assert ModeResult.from_dict(old).to_dict()["address_space_limit_mib"] == 3000.0
