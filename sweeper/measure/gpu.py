@@ -11,10 +11,11 @@ order can differ, so workers run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and
 timed calls, as the CPU figure is for resident memory: the CUDA context and everything else
 outside the framework's allocator (loaded kernels, library handles), plus the allocator's peak
 reservation over those calls. The allocator's peak is exact (its counters are reset just before
-the timed calls). What lies outside it does not change once the cold call and the warm-up have
-loaded every kernel the step uses, so it is measured once, after the timed calls: the process's
-total then minus the allocator's reservation then. No sampling thread is needed, and a release
-by the allocator during the calls does not hide its peak. The process's total comes from, in
+the timed calls). What lies outside it is taken to be constant over the timed calls, since the
+cold call and the warm-up have already loaded every kernel and handle the step uses (not yet
+checked on a GPU), so it is measured once, after the timed calls: the process's total then minus
+the allocator's reservation then. No sampling thread competes with the calls, and a release by
+the allocator during them does not hide its peak. The process's total comes from, in
 order (``headline_source``):
 
 - ``nvml_process``: NVML's figure for the worker's pid, where NVML lists it;
