@@ -6,13 +6,14 @@ these types, never the JSON keys. Layout (``SCHEMA_VERSION`` 1)::
 
     schema_version, kind="sweeper.cell"
     cell: {model, framework, device, batch_size, sequence_length}
-    status: ok | skipped | error | oom | timeout      error: text or null
+    status: ok | skipped | error | killed | oom | timeout      error: text or null
     config: the resolved config     config_sha256: identity used to resume
     overrides, sweep_index, hydra_choices, started_utc, finished_utc
     environment: the old tool's keys + more (sweeper.measure.env)
     overhead: {job_wall_s, warmup_and_timed_s, overhead_s, workers, per_mode, ...}
     results: {inference|training: {status, error, phase, phases_s, framework_runtime,
-              model_class, time: {...statistics, noise, samples_s}, memory: {...}, worker_*}}
+              model_class, memory_limit, time: {...statistics, noise, samples_s},
+              memory: {...}, worker_*}}
 
 Keys this version does not know are kept (``extra``) and written back unchanged, so a record
 read and rewritten loses nothing. Standard library only: reports read records without any
@@ -25,7 +26,7 @@ import json
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .fileio import write_json_atomic
 
@@ -36,7 +37,9 @@ __all__ = [
     "RECORD_NAME",
     "SCHEMA_VERSION",
     "Cell",
+    "MemoryLimit",
     "MemoryResult",
+    "MemorySource",
     "Mode",
     "ModeResult",
     "Noise",
@@ -45,6 +48,7 @@ __all__ = [
     "RecordError",
     "Status",
     "TimeResult",
+    "memory_marks",
     "read_record",
 ]
 
@@ -64,6 +68,7 @@ class Status(str, Enum):
     ok = "ok"
     skipped = "skipped"  # cannot run as configured (seq beyond the positions): nothing was built
     error = "error"
+    killed = "killed"  # the worker died of a signal, not the OOM killer's (the error names it)
     oom = "oom"
     timeout = "timeout"
 
@@ -77,7 +82,7 @@ class Status(str, Enum):
         return self in FAILED
 
 
-FAILED = frozenset({Status.error, Status.oom, Status.timeout})
+FAILED = frozenset({Status.error, Status.killed, Status.oom, Status.timeout})
 
 
 class Mode(str, Enum):
@@ -209,13 +214,86 @@ class TimeResult:
         )
 
 
+class MemorySource(str, Enum):
+    """Where a ``MemoryResult.headline_mib`` comes from; each covers the timed calls
+    (sweeper.measure.memory for the CPU, sweeper.measure.gpu for the GPU)."""
+
+    peak_rss = "peak_rss"  # CPU: the kernel's high-water mark of resident memory (VmHWM)
+    # GPU: what the worker process holds at its peak: CUDA context and everything outside the
+    # framework's allocator, measured after the calls, plus the allocator's peak reservation.
+    nvml_process = "nvml_process"  # the process's total from NVML's per-process figure
+    nvml_device_delta = "nvml_device_delta"  # ... from the device's use minus its use before
+    allocator_peak = "allocator_peak"  # the allocator's peak alone: no CUDA context
+
+    @property
+    def mark(self) -> str:
+        """The letter a table puts after a figure when its sources differ."""
+        return _SOURCE_MARKS[self]
+
+    @property
+    def note(self) -> str:
+        """What the figure means, in one line under such a table."""
+        return _SOURCE_NOTES[self]
+
+
+_SOURCE_MARKS = {
+    MemorySource.peak_rss: "r",
+    MemorySource.nvml_process: "p",
+    MemorySource.nvml_device_delta: "d",
+    MemorySource.allocator_peak: "a",
+}
+_SOURCE_NOTES = {  # each fits the tables' 80 columns with its mark
+    MemorySource.peak_rss: "peak resident memory (CPU)",
+    MemorySource.nvml_process: "GPU: the worker's use per NVML's process list "
+    "(CUDA context included)",
+    MemorySource.nvml_device_delta: "GPU: device use minus device use before the worker "
+    "(CUDA context included)",
+    MemorySource.allocator_peak: "GPU: the framework allocator's peak alone (CUDA context not "
+    "included)",
+}
+UNKNOWN_SOURCE_MARK = "?"
+
+
+def memory_marks(sources: Sequence[Optional[str]]) -> Tuple[Dict[str, str], List[str]]:
+    """(a mark per headline source, the notes that explain them) for one table's figures.
+
+    Empty when all figures come from one source, so a table whose figures mean the same thing
+    looks as it always did. ``None`` (a cell without a figure) is ignored; a source this version
+    does not know (an older record) is marked ``?`` and named in its note.
+    """
+    present = sorted({s for s in sources if s is not None}, key=_source_order)
+    if len(present) < 2:
+        return {}, []
+    marks, notes = {}, []
+    for source in present:
+        try:
+            known = MemorySource(source)
+        except ValueError:
+            marks[source] = UNKNOWN_SOURCE_MARK
+            notes.append(f"{UNKNOWN_SOURCE_MARK}: headline_source={source} (an older record)")
+            continue
+        marks[source] = known.mark
+        notes.append(f"{known.mark}: {known.note}")
+    return marks, notes
+
+
+def _source_order(source: str) -> tuple:
+    members = [m.value for m in MemorySource]
+    return (members.index(source), "") if source in members else (len(members), source)
+
+
 # GPU keys appear only on a GPU; absent keys stay absent when a record is written back.
 _GPU_MEMORY_KEYS = (
     "torch_max_allocated_mib",
     "torch_max_reserved_mib",
+    "torch_reserved_mib",
     "tf_peak_mib",
     "nvml_process_used_mib",
     "nvml_device_used_mib",
+    "nvml_device_before_mib",
+    "gpu_held_mib",
+    "gpu_outside_allocator_mib",
+    "gpu_note",
 )
 
 
@@ -233,11 +311,18 @@ class MemoryResult:
     calls_covered: Optional[str] = None
     baseline_parts: Optional[Dict[str, Optional[float]]] = None
     end_parts: Optional[Dict[str, Optional[float]]] = None
+    # GPU (sweeper.measure.gpu): the allocator's figures over the timed calls and after them
     torch_max_allocated_mib: Optional[float] = None
     torch_max_reserved_mib: Optional[float] = None
+    torch_reserved_mib: Optional[float] = None  # reserved after the calls
     tf_peak_mib: Optional[float] = None
+    # NVML after the calls: the worker process's use, the device's, the device's before the worker
     nvml_process_used_mib: Optional[float] = None
     nvml_device_used_mib: Optional[float] = None
+    nvml_device_before_mib: Optional[float] = None
+    gpu_held_mib: Optional[float] = None  # what the process holds after the calls (per the source)
+    gpu_outside_allocator_mib: Optional[float] = None  # CUDA context, kernels, library handles
+    gpu_note: Optional[str] = None  # why a GPU source was not used
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -247,6 +332,34 @@ class MemoryResult:
 
     def to_dict(self) -> Dict[str, Any]:
         return _to_dict(self, omit_none=_GPU_MEMORY_KEYS)
+
+
+@dataclass
+class MemoryLimit:
+    """How ``memory_limit_mib`` was enforced on one worker (sweeper.measure.limits)."""
+
+    allowance_mib: float  # memory_limit_mib: what the cell may add beyond its built model
+    method: str  # "cgroup v2" | "cgroup v1" | "rss watchdog"
+    baseline_rss_mib: Optional[float] = None  # resident memory when the limit began (model built)
+    pid: Optional[int] = None  # the worker
+    pid_start_ticks: Optional[int] = None  # its start time (/proc/PID/stat): not a reused pid
+    cgroup: Optional[str] = None  # the worker's own memory cgroup (removed after it ended)
+    no_cgroup: Optional[str] = None  # why the watchdog was used
+    watch_field: Optional[str] = None  # watchdog: VmHWM, or VmRSS where the mark cannot be reset
+    limit_rss_mib: Optional[float] = None  # watchdog: resident memory that ends the worker
+    # Filled in by the Hydra process after the worker ended:
+    cgroup_peak_mib: Optional[float] = None  # the most the cgroup was charged
+    cgroup_oom_kills: Optional[int] = None
+    watchdog_highest_mib: Optional[float] = None  # the highest value the watchdog read
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryLimit:
+        known, extra = _split(cls, data)
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return _to_dict(self, omit_none=tuple(f.name for f in fields(self)))
 
 
 @dataclass
@@ -261,7 +374,7 @@ class ModeResult:
     framework_runtime: Optional[Dict[str, Any]] = None
     model_class: Optional[str] = None
     build_peak_rss_mib: Optional[float] = None
-    address_space_limit_mib: Optional[float] = None
+    memory_limit: Optional[MemoryLimit] = None
     time: Optional[TimeResult] = None
     memory: Optional[MemoryResult] = None
     worker_wall_s: Optional[float] = None
@@ -289,6 +402,8 @@ class ModeResult:
             known["time"] = TimeResult.from_dict(known["time"])
         if known.get("memory") is not None:
             known["memory"] = MemoryResult.from_dict(known["memory"])
+        if known.get("memory_limit") is not None:
+            known["memory_limit"] = MemoryLimit.from_dict(known["memory_limit"])
         return cls(**known, extra=extra)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -298,7 +413,7 @@ class ModeResult:
                 "framework_runtime",
                 "model_class",
                 "build_peak_rss_mib",
-                "address_space_limit_mib",
+                "memory_limit",
                 "time",
                 "memory",
                 "worker_wall_s",

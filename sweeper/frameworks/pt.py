@@ -128,6 +128,7 @@ class PtBackend(Backend):
         return {
             "torch_max_allocated_mib": torch.cuda.max_memory_allocated(self.device) / MIB,
             "torch_max_reserved_mib": torch.cuda.max_memory_reserved(self.device) / MIB,
+            "torch_reserved_mib": torch.cuda.memory_reserved(self.device) / MIB,  # now
         }
 
     @staticmethod

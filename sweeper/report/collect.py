@@ -6,8 +6,8 @@ partial sweep collects what it has. Prints, per framework and device, the sectio
 asked for and the environment block, then the cells that did not succeed. Writes
 ``inference_time.csv``, ``inference_memory.csv``, ``train_time.csv``, ``train_memory.csv``,
 ``env.csv`` and ``summary.csv`` (every cell, every statistic) into SWEEP_DIR.
-Exit status: 0 all cells ok or skipped, 1 some cell failed (error, oom, timeout), 2 nothing to
-collect. Imports neither torch nor TensorFlow.
+Exit status: 0 all cells ok or skipped, 1 some cell failed (error, killed, oom, timeout), 2
+nothing to collect. Imports neither torch nor TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..fileio import write_text_atomic
-from ..record import RECORD_NAME, Mode, Record, RecordError, Status, read_record
+from ..record import RECORD_NAME, Mode, Record, RecordError, Status, memory_marks, read_record
 from .tables import (
     MEMORY_HEADER,
     SEED_KEYS,
@@ -104,6 +104,11 @@ def _value(record: Record, mode: Mode, measurement: str) -> Tuple[Optional[float
     return (memory.headline_mib if memory else None), False
 
 
+def _memory_source(record: Record, mode: Mode) -> Optional[str]:
+    memory = record.memory(mode)
+    return memory.headline_source if memory else None
+
+
 def _describe(values: Sequence[Any]) -> Any:
     counts = Counter(str(v) for v in values)
     if len(counts) == 1:
@@ -167,7 +172,9 @@ def collect(sweep_dir: Path, write: bool = True) -> Collection:
             if not chosen:
                 continue
             rows = []
-            for record in chosen:
+            sources = [_memory_source(r, mode) if measurement == "memory" else None for r in chosen]
+            marks, notes = memory_marks(sources)  # only when the figures' sources differ
+            for record, source in zip(chosen, sources):
                 value, noisy = _value(record, mode, measurement)
                 cell = record.cell
                 rows.append(
@@ -178,10 +185,11 @@ def collect(sweep_dir: Path, write: bool = True) -> Collection:
                         value=value,
                         noisy=noisy,
                         extra=(framework, device) if several else (),
+                        mark=marks.get(source, ""),
                     )
                 )
             header = TIME_HEADER if measurement == "time" else MEMORY_HEADER
-            parts.append(render_section(label, header, rows))
+            parts.append(render_section(label, header, rows, notes))
             csv_rows.setdefault(filename, []).extend(rows)
         items, differing = _env_items(members)
         parts.append(render_env(items))

@@ -76,6 +76,7 @@ class Row:
     value: Optional[float]  # seconds or MiB; None = N/A
     noisy: bool = False
     extra: Sequence[str] = ()  # framework, device: only when a sweep spans several
+    mark: str = ""  # memory: its source, when a table's figures come from several (record.py)
 
 
 def title(label: str) -> str:
@@ -93,8 +94,8 @@ def format_memory(mib: Optional[float]) -> str:
     return "N/A" if mib is None else str(int(mib))
 
 
-def render_section(label: str, header: str, rows: Sequence[Row]) -> str:
-    """One titled table, exactly as the old tool printed it."""
+def render_section(label: str, header: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
+    """One titled table, exactly as the old tool printed it; ``notes`` explain row marks."""
     is_time = header == TIME_HEADER
     lines = [title(label), 80 * "-"]
     lines.append(
@@ -108,6 +109,8 @@ def render_section(label: str, header: str, rows: Sequence[Row]) -> str:
         value = format_time(row.value) if is_time else format_memory(row.value)
         if is_time and row.noisy and row.value is not None:
             value += NOISY_MARK
+        if row.value is not None:
+            value += row.mark
         # The old tool printed rows with print(a, b, c): one space between its last three
         # parts. The seed's tables show those spaces; we keep them, byte for byte.
         lines.append(
@@ -121,6 +124,7 @@ def render_section(label: str, header: str, rows: Sequence[Row]) -> str:
     lines.append(80 * "-")
     if is_time and any(r.noisy and r.value is not None for r in rows):
         lines.append(NOISY_NOTE)
+    lines.extend(notes)
     return "\n".join(lines)
 
 

@@ -14,7 +14,6 @@ import logging
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from ..config.job import Job, cell_problem
 from ..config.schema import Device, FrameworkName, WorkerStart
 from ..fileio import write_json_atomic
 from ..measure.env import environment
+from ..measure.limits import WorkerWatch
 from ..record import (
     RECORD_NAME,
     Mode,
@@ -201,9 +201,11 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
     write_json_atomic(spec_path, spec)
     tic = time.perf_counter()
     try:
-        returncode, timed_out, facts = _start_worker(
-            job, mode, job_dir, (spec_path, result_path, log_path), timeout_s
-        )
+        # OOM counters around the worker, memory_limit_mib's watchdog (sweeper.measure.limits)
+        with WorkerWatch(result_path, job.config.memory_limit_mib) as watch:
+            returncode, timed_out, facts = _start_worker(
+                job, mode, job_dir, (spec_path, result_path, log_path), timeout_s
+            )
     except ZygoteError as exc:
         log.error("%s %s: %s", job.cell, mode.value, exc)
         return ModeResult(mode=mode, status=Status.error, error=f"internal error: {exc}")
@@ -230,12 +232,8 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
             f"stopped after timeout_s={job.config.timeout_s:g} s (phase {result.phase}{kept}); "
             "raise timeout_s if the cell is just slow"
         )
-    elif returncode == -signal.SIGKILL:
-        result.status = Status.oom
-        result.error = (
-            f"the worker was killed by SIGKILL during phase {result.phase}: on Linux "
-            "that is the kernel's OOM killer (see dmesg); lower batch or seq, or free memory"
-        )
+    elif (verdict := watch.verdict(returncode, result)) is not None:  # a signal or the limit
+        result.status, result.error = verdict
     elif result.status is None:
         result.status = Status.error
         result.error = (

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import signal
 import sys
 import tempfile
@@ -25,7 +24,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..config.job import typed_config
+from ..config.schema import Device
 from ..fileio import write_json_atomic
+from ..measure.limits import apply_memory_limit
 from ..measure.memory import (
     METHOD_LIFETIME,
     METHOD_RESET,
@@ -36,8 +37,7 @@ from ..measure.memory import (
 )
 from ..measure.stats import TimeStats
 from ..measure.timing import time_calls
-from ..record import MemoryResult, Mode, ModeResult, Status, TimeResult
-from ..units import MIB
+from ..record import MemoryResult, MemorySource, Mode, ModeResult, Status, TimeResult
 
 __all__ = ["Built", "build", "die_with_parent", "main", "measure", "run"]
 
@@ -58,23 +58,18 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _limit_address_space(headroom_mib: int) -> float:
-    """Cap the address space at its current size plus ``headroom_mib``; return the cap in MiB."""
-    with open("/proc/self/status") as handle:
-        vm_kib = int(handle.read().split("VmSize:")[1].split()[0])
-    limit = (vm_kib * 1024) + headroom_mib * MIB
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    return limit / MIB
-
-
 def measure(
-    backend: Any, step: Any, config: Any, result: ModeResult, save: Optional[Any] = None
+    backend: Any,
+    step: Any,
+    config: Any,
+    result: ModeResult,
+    gpu_device_before_mib: Optional[float] = None,
+    save: Optional[Any] = None,
 ) -> None:
     """Cold call, warm-up, timed calls; peak memory over the timed calls (or one call).
 
+    ``gpu_device_before_mib``: the GPU's memory in use before this worker initialised CUDA
+    (sweeper.measure.gpu.device_used_mib), for when NVML cannot see the worker's own use.
     ``save``: called with nothing about once every SAVE_EVERY_S of timed calls, after
     ``result.time`` holds the samples so far.
     """
@@ -140,20 +135,14 @@ def measure(
         baseline_parts=baseline_parts,
         end_parts=rss_parts_mib(),
         headline_mib=peak,
-        headline_source="peak_rss",
+        headline_source=MemorySource.peak_rss.value,
     )
-    gpu = backend.gpu_memory_peaks_mib()
-    if gpu:
-        from ..measure.gpu import process_used_mib
+    allocator = backend.gpu_memory_peaks_mib()
+    if allocator:
+        from ..measure.gpu import gpu_memory
 
-        for key, value in {**gpu, **process_used_mib(os.getpid())}.items():
+        for key, value in gpu_memory(allocator, os.getpid(), gpu_device_before_mib).items():
             setattr(memory, key, value)
-        if memory.nvml_process_used_mib is not None:
-            memory.headline_mib = memory.nvml_process_used_mib
-            memory.headline_source = "nvml_process_used"
-        else:
-            memory.headline_mib = max(gpu.values())
-            memory.headline_source = "framework allocator peak (NVML had no figure)"
     result.memory = memory
 
 
@@ -224,7 +213,12 @@ def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) 
 
     backend_cls = None
     try:
+        gpu_before = None
         if built is None:
+            if typed_config(spec["config"]).device.name is Device.cuda:
+                from ..measure.gpu import device_used_mib
+
+                gpu_before = device_used_mib()  # before anything of ours initialises CUDA
             result.phase = "build"
             save()
             built = build(spec)
@@ -243,11 +237,11 @@ def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) 
         tic = time.perf_counter()
         step = backend.make_step(result.mode)
         result.phases_s["inputs_s"] = time.perf_counter() - tic
-        if config.memory_limit_mib is not None:
-            result.address_space_limit_mib = _limit_address_space(config.memory_limit_mib)
+        if config.memory_limit_mib is not None:  # sweeper.measure.limits; the runner watches
+            result.memory_limit = apply_memory_limit(config.memory_limit_mib, spec["parent_pid"])
         result.phase = "measure"
         save()
-        measure(backend, step, config, result, save=save)
+        measure(backend, step, config, result, gpu_before, save=save)
         result.status = Status.ok
         result.phase = "done"
     except BaseException as exc:  # every failure is recorded; the parent decides what follows
