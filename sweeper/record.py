@@ -386,6 +386,8 @@ class ModeResult:
     # "built_in": the job folder of the cell that paid the build, "build_s", ...}) or not
     # ({"shared": false, "why"}).
     build: Optional[Dict[str, Any]] = None
+    # With timing.rounds > 1: what each round measured (time above pools their samples).
+    rounds: Optional[List[Dict[str, Any]]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -422,6 +424,7 @@ class ModeResult:
                 "worker_start",
                 "zygote",
                 "build",
+                "rounds",
             ),
         )
 
@@ -467,6 +470,7 @@ class Record:
     started_utc: Optional[str] = None
     finished_utc: Optional[str] = None
     overhead: Optional[Overhead] = None
+    rounds: Optional[int] = None  # rounds measured so far (timing.rounds asks for); None: one
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -528,11 +532,14 @@ class Record:
             "hydra_choices",
             "started_utc",
             "finished_utc",
+            "rounds",
             "environment",
             "overhead",
             "results",
         )
-        return {**{k: data.pop(k) for k in order}, **data}
+        if data.get("rounds") is None:
+            data.pop("rounds")  # one round: as records always were
+        return {**{k: data.pop(k) for k in order if k in data}, **data}
 
     def write(self, path: Path) -> None:
         """Write atomically: readers see the old file or the new one, never half of one."""

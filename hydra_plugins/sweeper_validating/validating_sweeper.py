@@ -1,11 +1,13 @@
-"""Hydra's basic sweeper, plus: every job's config is checked before the first job runs, and
-jobs of one model run one after the other.
+"""Hydra's basic sweeper, plus: every job's config is checked before the first job runs, jobs
+of one model run one after the other, and the sweep makes one pass per timing round.
 
 Hydra already composes every job of a sweep up front (so a misspelt key fails early); this also
 turns each composed config into sweeper's typed Job, so a bad value (``batch=0``) or an empty
 sweep stops the command before any cell has been measured. Jobs are then put in an order where
 the cells of one model are consecutive (stable: otherwise the user's order), so that each model
-is built once (sweeper.run.zygote's builders); the tables keep the user's order. Selected in
+is built once (sweeper.run.zygote's builders); the tables keep the user's order. With
+``timing.rounds=k``, the jobs run in k passes (``sweep_round=1..k``), each measuring one more round
+of every cell, so that a cell's rounds are spread over the sweep. Selected in
 conf/hydra/sweeper.yaml with ``override sweeper: validating``.
 """
 
@@ -29,6 +31,11 @@ ConfigStore.instance().store(
 
 
 class ValidatingSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self._first_pass_batches: Optional[int] = None
+        self._rounds = 1
+
     def validate_batch_is_legal(self, batch: List[Sequence[str]]) -> None:
         from sweeper.config.job import InputError, job_from_config
 
@@ -51,6 +58,29 @@ class ValidatingSweeper(BasicSweeper):
             except InputError as exc:
                 raise InputError(f"{exc} (in the job {' '.join(overrides)})") from None
         self.group_by_model(batch, jobs)
+        self._plan_rounds(batch, jobs)
+
+    def _plan_rounds(self, batch: List[Sequence[str]], jobs: list) -> None:
+        """Once the first pass's last batch is validated, add a pass per extra round."""
+        from sweeper.config.job import InputError
+
+        if self._first_pass_batches is None:
+            self._first_pass_batches = len(self.overrides)
+        if self.batch_index > self._first_pass_batches:
+            return  # a later pass: planned already
+        for overrides in batch:
+            if any(o.split("=", 1)[0].lstrip("+~") == "sweep_round" for o in overrides):
+                raise InputError(
+                    "sweep_round is set by the sweeper (one pass per timing round); leave it "
+                    "out and set timing.rounds instead"
+                )
+        self._rounds = max(self._rounds, *(job.config.timing.rounds for job in jobs))
+        if self.batch_index == self._first_pass_batches:
+            first_pass = self.overrides[: self._first_pass_batches]
+            for number in range(2, self._rounds + 1):
+                self.overrides.extend(
+                    [[*job, f"sweep_round={number}"] for job in first] for first in first_pass
+                )
 
     @staticmethod
     def group_by_model(batch: List[Sequence[str]], jobs: list) -> None:

@@ -43,7 +43,7 @@ __all__ = [
 
 # Keys that change how a sweep runs, not what a cell measures: a record made with another value
 # of these is still the same measurement (and is kept on resume).
-NOT_PART_OF_IDENTITY = ("force", "timeout_s")
+NOT_PART_OF_IDENTITY = ("force", "timeout_s", "sweep_round")
 # Keys that do not change the built model: cells that differ only in these (and in the mode they
 # measure) can be forked from one built model (sweeper.run.zygote's builders). A key missing here
 # only costs a rebuild; a key here that did change the model would share a wrong one.
@@ -138,9 +138,11 @@ def validate(config: Config) -> None:
             "speed=false and memory=false leave nothing to measure; set speed=true or memory=true"
         )
     t = config.timing
-    for key in ("warmup_calls", "min_calls", "max_calls"):
+    for key in ("warmup_calls", "min_calls", "max_calls", "rounds"):
         if getattr(t, key) < (0 if key == "warmup_calls" else 1):
             raise InputError(f"timing.{key}={getattr(t, key)} is out of range; use a value >= 1")
+    if config.sweep_round < 1:
+        raise InputError(f"sweep_round={config.sweep_round}: the sweeper sets it; leave it out")
     if t.min_calls > t.max_calls:
         raise InputError(
             f"timing.min_calls={t.min_calls} exceeds timing.max_calls={t.max_calls}; "

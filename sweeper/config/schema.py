@@ -296,6 +296,7 @@ class TimingConfig:
     max_calls: int = MISSING
     max_time_s: float = MISSING
     target_ci_pct: float = MISSING  # stop once the median's 95 % CI is within +- this
+    rounds: int = MISSING  # fresh processes per cell, spread over the sweep
 
 
 @dataclass
@@ -318,6 +319,7 @@ class Config:
     force: bool = MISSING
     worker_start: WorkerStart = MISSING
     timing: TimingConfig = MISSING
+    sweep_round: int = MISSING  # which pass over the sweep's cells a job is: set by the sweeper
 
 
 def register() -> None:

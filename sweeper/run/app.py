@@ -91,6 +91,7 @@ def hydra_app(cfg: DictConfig) -> None:
         hydra_choices={
             k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")
         },
+        one_round=multirun,  # the validating sweeper runs one pass per round
     )
     (log.error if record.status.failed else log.info)(
         "%s: %s%s", job.cell, record.status.value, f" ({record.error})" if record.error else ""

@@ -25,6 +25,7 @@ from ..config.schema import Device, FrameworkName, WorkerStart
 from ..fileio import write_json_atomic
 from ..measure.env import environment
 from ..measure.limits import WorkerWatch
+from ..measure.stats import TimeStats
 from ..record import (
     RECORD_NAME,
     Mode,
@@ -33,6 +34,7 @@ from ..record import (
     Record,
     RecordError,
     Status,
+    TimeResult,
     read_record,
 )
 from .zygote import ForkUnsafe, ZygoteError, forget, get_zygote
@@ -52,25 +54,37 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _reusable(record_path: Path, job: Job) -> Optional[Record]:
-    """The existing record if it measured exactly this config and succeeded; else None.
+def _rounds_done(record: Record) -> int:
+    return record.rounds or 1
 
-    A record that is not reused is renamed, never overwritten: nothing a user ran is lost.
+
+def _previous(record_path: Path, job: Job, sweep_round: int) -> Tuple[Optional[Record], bool]:
+    """(the record this job continues or keeps, whether to keep it as it is).
+
+    Kept as it is: an ok record of the same config with every round this pass asks for (all
+    ``timing.rounds`` in a single run), a skipped one (decided from the config alone), and in a
+    later pass any record of this sweep (a cell that failed is retried on resume, not in the
+    next pass). Continued: an ok record of the same config with fewer rounds. Anything else is
+    renamed, never overwritten: nothing a user ran is lost.
     """
     if not record_path.exists():
-        return None
+        return None, False
     try:
         old = read_record(record_path)
     except RecordError as exc:
         old, why = None, str(exc)
     else:
         same = old.config_sha256 == job.identity
-        # A skipped cell is decided from the config alone: the same config skips again.
-        if same and old.status in (Status.ok, Status.skipped) and not job.config.force:
-            return old
+        force = job.config.force and sweep_round == 1  # force re-measures once, in pass 1
+        wanted = min(sweep_round, job.config.timing.rounds)
+        if same and not force:
+            if old.status is Status.skipped or sweep_round > 1 and old.status is not Status.ok:
+                return old, True
+            if old.status is Status.ok:
+                return old, _rounds_done(old) >= wanted
         if not same:
             why = "it was measured with a different config"
-        elif job.config.force:
+        elif force:
             why = "force=true"
         else:
             why = f"its status was {old.status.value}"
@@ -78,7 +92,7 @@ def _reusable(record_path: Path, job: Job) -> Optional[Record]:
     kept_as = record_path.with_name(f"record.replaced-{stamp}.json")
     os.replace(record_path, kept_as)
     log.warning("re-measuring %s: %s; the old record is kept as %s", record_path, why, kept_as)
-    return None
+    return None, False
 
 
 def _worker_env(job: Job) -> Dict[str, str]:
@@ -255,19 +269,40 @@ def run_job(
     job_dir: Path,
     sweep_index: Optional[int] = None,
     hydra_choices: Optional[Dict[str, Any]] = None,
+    one_round: bool = False,
 ) -> Record:
-    """Measure ``job`` (or keep its matching ok record) and write ``record.json``."""
+    """Measure ``job`` (or keep its matching record) and write ``record.json``.
+
+    ``one_round``: measure at most one more round (a multirun: the sweeper runs every cell
+    again for each round, ``sweep_round``); else every round the cell still lacks.
+    """
     job_dir.mkdir(parents=True, exist_ok=True)
     record_path = job_dir / RECORD_NAME
-    kept = _reusable(record_path, job)
-    if kept is not None:
+    sweep_round = job.config.sweep_round
+    record, keep = _previous(record_path, job, sweep_round)
+    if keep:
         log.info(
             "kept %s: %s record for the same config (force=true re-measures)",
             job.cell,
-            kept.status.value,
+            record.status.value,
         )
-        return kept
+        return record
+    wanted = (
+        job.config.timing.rounds if not one_round else min(sweep_round, job.config.timing.rounds)
+    )
+    while True:
+        fresh = _measure_round(job, job_dir, sweep_index, hydra_choices)
+        record = fresh if record is None else _merged(record, fresh)
+        record.write(record_path)
+        _drop_worker_files(job_dir, fresh.results)  # folded into the record; the logs stay
+        if one_round or record.status is not Status.ok or _rounds_done(record) >= wanted:
+            return record
 
+
+def _measure_round(
+    job: Job, job_dir: Path, sweep_index: Optional[int], hydra_choices: Optional[Dict[str, Any]]
+) -> Record:
+    """One round of the cell: every mode in a fresh worker."""
     tic = time.perf_counter()
     cpu_before = _own_cpu_s()
     record = Record(
@@ -293,9 +328,70 @@ def run_job(
     record.overhead = _overhead(record, time.perf_counter() - tic)
     # CPU the Hydra process itself used for this cell: it waits in the kernel, it does not spin.
     record.overhead.hydra_process_cpu_s = _own_cpu_s() - cpu_before
-    record.write(record_path)
-    _drop_worker_files(job_dir, record.results)  # folded into the record; the logs stay
     return record
+
+
+def _round_facts(number: int, record: Record, result: ModeResult) -> Dict[str, Any]:
+    """What the record keeps of each round beside the pooled samples."""
+    timing, memory = result.time, result.memory
+    return {
+        "round": number,
+        "status": result.status.value if result.status else None,
+        "started_utc": record.started_utc,
+        "finished_utc": record.finished_utc,
+        "timed_calls": timing.timed_calls if timing else 0,
+        "median_s": timing.median_s if timing else None,
+        "first_call_s": result.phases_s.get("first_call_s"),
+        "stop_reason": timing.stop_reason if timing else None,
+        "headline_mib": memory.headline_mib if memory else None,
+        "worker_wall_s": result.worker_wall_s,
+        "build_new": (result.build or {}).get("new"),
+    }
+
+
+def _merged(previous: Record, fresh: Record) -> Record:
+    """``previous`` (ok, same config) with the round ``fresh`` measured: samples pooled, the
+    interval recomputed over the rounds (sweeper.measure.stats), memory the highest round's."""
+    number = _rounds_done(previous) + 1
+    merged = previous
+    merged.rounds = number
+    merged.finished_utc = fresh.finished_utc
+    for mode, new in fresh.results.items():
+        old = merged.results.get(mode)
+        if old is None:
+            merged.results[mode] = new
+            continue
+        if old.rounds is None:  # a record of one round: describe that round first
+            old.rounds = [_round_facts(1, previous, old)]
+        old.rounds.append(_round_facts(number, fresh, new))
+        if not new.ok:
+            old.status, old.error = new.status, f"round {number}: {new.error}"
+            continue
+        if old.time and new.time:
+            sizes = old.time.round_sizes or [len(old.time.samples_s)]
+            reasons = [r["stop_reason"] for r in old.rounds]
+            pooled = TimeStats(
+                samples_s=old.time.samples_s + new.time.samples_s,
+                target_ci_pct=old.time.target_ci_pct,
+                warmup_calls=old.time.warmup_calls,
+                first_call_s=old.time.first_call_s,  # the first round's: the cell's cold call
+                stop_reason="; ".join(f"round {i}: {r}" for i, r in enumerate(reasons, 1)),
+                round_sizes=[*sizes, len(new.time.samples_s)],
+            )
+            old.time = TimeResult.from_dict(pooled.to_dict())
+        if new.memory and (not old.memory or new.memory.headline_mib > old.memory.headline_mib):
+            old.memory = new.memory  # the peak over every round's timed calls
+        for key, value in new.phases_s.items():
+            if key.endswith("_s") and key != "spawn_s":
+                old.phases_s[key] = old.phases_s.get(key, 0.0) + value
+    if fresh.status.severity > merged.status.severity:
+        merged.status, merged.error = fresh.status, f"round {number}: {fresh.error}"
+    if merged.overhead and fresh.overhead:
+        for key in ("job_wall_s", "warmup_and_timed_s", "overhead_s", "hydra_process_cpu_s"):
+            total = (getattr(merged.overhead, key) or 0.0) + (getattr(fresh.overhead, key) or 0.0)
+            setattr(merged.overhead, key, total)
+        merged.overhead.workers += fresh.overhead.workers
+    return merged
 
 
 def _drop_worker_files(job_dir: Path, modes) -> None:

@@ -36,7 +36,7 @@ from ..measure.memory import (
     rss_parts_mib,
 )
 from ..measure.stats import TimeStats
-from ..measure.timing import time_calls
+from ..measure.timing import round_share, time_calls
 from ..record import MemoryResult, MemorySource, Mode, ModeResult, Status, TimeResult
 
 __all__ = ["Built", "build", "die_with_parent", "main", "measure", "run"]
@@ -110,7 +110,7 @@ def measure(
         stats = time_calls(
             step,
             backend.sync,
-            config.timing,
+            round_share(config.timing),
             cold_call_done_s=first_call_s,
             before_timed=reset_marks,
             on_sample=on_sample,
