@@ -34,6 +34,7 @@ from ..record import (
     Status,
     read_record,
 )
+from .lock import device_locks
 from .zygote import get_zygote
 
 __all__ = ["run_job"]
@@ -128,26 +129,30 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
     result_path = job_dir / f"worker-{mode.value}.json"
     log_path = job_dir / f"worker-{mode.value}.log"
     result_path.unlink(missing_ok=True)
-    spec = {
-        "mode": mode.value,
-        "config": job.config_dict,
-        "parent_pid": os.getpid(),
-        "spawned_at": time.time(),
-    }
-    write_json_atomic(spec_path, spec)
-    tic = time.perf_counter()
     zygote_facts = None
     fork = _can_fork(job)
-    if fork:
-        zygote, zygote_facts = _zygote_for(job, job_dir)
-        returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
-    else:
-        returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
-    wall_s = time.perf_counter() - tic
+    # -- lock hook (sweeper/run/lock.py): the host-wide device locks around everything that
+    # computes for this measurement (a zygote's start, the worker); waiting is not in the times.
+    with device_locks(job, mode, job_dir) as held:
+        spec = {
+            "mode": mode.value,
+            "config": job.config_dict,
+            "parent_pid": os.getpid(),
+            "spawned_at": time.time(),
+        }
+        write_json_atomic(spec_path, spec)
+        tic = time.perf_counter()
+        if fork:
+            zygote, zygote_facts = _zygote_for(job, job_dir)
+            returncode, timed_out = zygote.run(spec_path, result_path, log_path, timeout_s)
+        else:
+            returncode, timed_out = _spawn(job, spec_path, result_path, log_path, timeout_s)
+        wall_s = time.perf_counter() - tic
     try:
         result = ModeResult.from_dict(json.loads(result_path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         result = ModeResult(mode=mode)
+    held.annotate(result)  # lock hook: window, wait and locks into the record
     result.worker_wall_s = wall_s
     result.worker_returncode = returncode
     result.worker_log = log_path.name
@@ -245,7 +250,8 @@ def _measure(job: Job, job_dir: Path, record: Record, tic: float) -> None:
         log.warning("%s %s: %s", job.cell, record.status.value, record.error)
         return
     for mode in job.modes:
-        remaining = job.config.timeout_s - (time.perf_counter() - tic)
+        waited_s = sum(r.lock_wait_s or 0.0 for r in record.results.values())  # lock hook
+        remaining = job.config.timeout_s - (time.perf_counter() - tic - waited_s)
         result = _run_worker(job, mode, job_dir, remaining)
         record.results[mode] = result
         if result.status.severity > record.status.severity:
