@@ -107,7 +107,6 @@ def cluster_facts() -> Dict[str, Any]:
                 facts["ray_node_id"] = context.get_node_id()
                 facts["ray_job_id"] = context.get_job_id()
                 facts["ray_task_id"] = context.get_task_id()
-                facts["ray_node_ip"] = ray.util.get_node_ip_address()
         except Exception:  # an old or partial Ray: its facts are a bonus
             pass
     return facts
