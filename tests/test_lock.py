@@ -216,3 +216,23 @@ def test_new_mode_fields_round_trip_and_old_records_stay_as_they_were():
     again = ModeResult.from_dict(new)
     assert again.lock_wait_s == 1.5 and again.locks["cpu"] == "shared"
     assert again.to_dict() == new
+
+
+def test_time_spent_waiting_for_the_lock_does_not_count_against_timeout_s(
+    job, tmp_path, monkeypatch
+):
+    """A cell that waited 50 s of its 60 s so far still has timeout_s - 10 s for its next mode."""
+    from sweeper.record import Record, Status
+    from sweeper.run import runner
+
+    given = {}
+
+    def fake_worker(job, mode, job_dir, timeout_s):
+        given[mode] = timeout_s
+        return ModeResult(mode=mode, status=Status.ok, lock_wait_s=50.0)
+
+    monkeypatch.setattr(runner, "_run_worker", fake_worker)
+    cell = job("training=true", "timeout_s=1800")
+    record = Record(cell=cell.cell, status=Status.ok, config=cell.config_dict)
+    runner._measure(cell, tmp_path, record, tic=time.perf_counter() - 60)
+    assert 1790 - 5 < given[Mode.training] <= 1790
