@@ -55,13 +55,15 @@ SUPPORTED_VERSIONS = (1,)
 KIND = "sweeper.cell"
 RECORD_NAME = "record.json"
 
-# Environment keys that differ from one run to the next by nature (when it ran, which scheduler
-# job or Ray task ran it): the collector does not compare them across the cells of a table; every
-# other key (versions, hardware, host) must agree or it warns. sweeper.measure.env writes them.
+# Environment keys that differ from one run to the next by nature (when it ran, the GPU's power
+# state at that moment, which scheduler job or Ray task ran it): the collector does not compare
+# them across the cells of a table; every other key (versions, hardware, host) must agree or it
+# warns. sweeper.measure.env writes them.
 PER_RUN_ENV_KEYS = (
     "date",
     "time",
     "timestamp_utc",
+    "gpu_performance_state",
     "slurm_job_id",
     "slurm_array_job_id",
     "slurm_array_task_id",

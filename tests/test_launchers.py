@@ -377,7 +377,7 @@ def test_cells_on_different_hardware_warn_and_name_the_keys(tmp_path):
     assert "- gpu: NVIDIA H100 80GB HBM3 (4 cells); NVIDIA A100-SXM4-80GB (1 cell)" in result.report
 
 
-def test_each_cells_own_job_and_task_ids_do_not_warn(tmp_path):
+def test_each_cells_own_job_and_task_ids_and_gpu_power_state_do_not_warn(tmp_path):
     sweep = _golden_sweep(tmp_path)
     for n, path in enumerate(sorted(sweep.rglob("record.json"))):
         _edit(
@@ -388,6 +388,7 @@ def test_each_cells_own_job_and_task_ids_do_not_warn(tmp_path):
             ray_task_id=f"task-{n}",
             ray_node_id=f"node-{n}",
             ray_job_id="01000000",
+            gpu_performance_state=n % 2 * 8,  # P0 busy, P8 idle: a moment's state, not hardware
         )
     assert collect(sweep, write=False).warnings == []
 

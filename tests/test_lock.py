@@ -236,3 +236,22 @@ def test_time_spent_waiting_for_the_lock_does_not_count_against_timeout_s(
     record = Record(cell=cell.cell, status=Status.ok, config=cell.config_dict)
     runner._measure(cell, tmp_path, record, tic=time.perf_counter() - 60)
     assert 1790 - 5 < given[Mode.training] <= 1790
+
+
+def test_no_child_keeps_the_lock_after_its_holder_lets_go(folder):
+    """Started programs never get the descriptor (close-on-exec), and a forked copy of it does
+    not keep the lock once the holder releases it."""
+    with hold(folder, DeviceLock(CPU_LOCK), {"pid": os.getpid()}):
+        listing = subprocess.run(
+            ["ls", "-l", "/proc/self/fd"], capture_output=True, text=True, close_fds=False
+        ).stdout
+        assert "cpu.lock" not in listing
+        child = os.fork()
+        if child == 0:  # a forked copy of the holder, with the descriptor, still running
+            time.sleep(5)
+            os._exit(0)
+    try:
+        assert try_lock(folder, CPU_LOCK, exclusive=True)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
