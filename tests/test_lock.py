@@ -187,11 +187,14 @@ def test_lock_false_takes_no_lock_and_does_not_wait(job, folder, tmp_path):
     assert result.started_utc is not None and result.finished_utc is not None
 
 
-def test_lock_options_are_not_part_of_what_a_cell_measures(job):
+def test_lock_options_are_not_part_of_what_a_cell_measures(job, compose_config):
     base = job()
     assert job("lock=false").identity == base.identity
     assert job("lock_dir=/elsewhere").identity == base.identity
     assert base.config.lock is True
+    # Nor of its folder's name: a resume with lock=false finds the same folders.
+    cfg = compose_config(["seq=8", "lock=false", "lock_dir=/x"], return_hydra_config=True)
+    assert cfg.hydra.job.override_dirname == "seq=8"
 
 
 def test_a_relative_lock_dir_is_refused_before_anything_runs(tmp_path):
