@@ -2,7 +2,8 @@
 
 Gathered in the Hydra process without importing a framework: versions come from installed
 package metadata, GPU facts from NVML; the worker adds what only the framework knows (threads,
-device name) under ``framework_runtime``.
+device name) under ``framework_runtime``. Under a launcher the Hydra process runs on the node, so
+these are the node's facts, plus which SLURM job or Ray task ran the cell (:func:`cluster_facts`).
 """
 
 from __future__ import annotations
