@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: help setup sweep test test-slow test-all test-gpu bench bench-old lint format golden clean
+.PHONY: help setup setup-ray sweep test test-slow test-all test-gpu bench bench-old lint format golden clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -14,7 +15,13 @@ setup: $(STAMP) ## make .venv with the pinned working set (1-2 min; the TF wheel
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[dev,slurm]' --config-settings editable_mode=compat
+	touch $@
+
+setup-ray: $(RAY_STAMP) ## add the Ray launcher to .venv (sweeper[ray]: ray and its dependencies)
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,slurm,ray]' --config-settings editable_mode=compat
 	touch $@
 
 sweep: setup ## the default sweep: bert-base, PyTorch, CPU, batch 8, seq 8/32/128/512
@@ -23,10 +30,10 @@ sweep: setup ## the default sweep: bert-base, PyTorch, CPU, batch 8, seq 8/32/12
 test: setup ## the test suite (fast and end-to-end tests; not the slow ones)
 	$(BIN)/python -m pytest
 
-test-slow: setup ## the slow end-to-end tests only
+test-slow: setup-ray ## the slow end-to-end tests only (the Ray launcher's among them)
 	$(BIN)/python -m pytest -m slow
 
-test-all: setup ## every CPU test
+test-all: setup-ray ## every CPU test
 	$(BIN)/python -m pytest -m 'not gpu'
 
 test-gpu: setup ## the GPU tests (needs a CUDA GPU and CUDA builds of torch/TF)

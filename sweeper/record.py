@@ -13,7 +13,8 @@ these types, never the JSON keys. Layout (``SCHEMA_VERSION`` 1)::
     overhead: {job_wall_s, warmup_and_timed_s, overhead_s, workers, per_mode, ...}
     results: {inference|training: {status, error, phase, phases_s, framework_runtime,
               model_class, memory_limit, time: {...statistics, noise, samples_s},
-              memory: {...}, worker_*}}
+              memory: {...}, worker_*, build, rounds, started_utc, finished_utc, lock_wait_s,
+              locks}}
 
 Keys this version does not know are kept (``extra``) and written back unchanged, so a record
 read and rewritten loses nothing. Standard library only: reports read records without any
@@ -34,6 +35,7 @@ __all__ = [
     "FAILED",
     "KIND",
     "MODES",
+    "PER_RUN_ENV_KEYS",
     "RECORD_NAME",
     "SCHEMA_VERSION",
     "Cell",
@@ -56,6 +58,24 @@ SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 KIND = "sweeper.cell"
 RECORD_NAME = "record.json"
+
+# Environment keys that differ from one run to the next by nature (when it ran, the GPU's power
+# state at that moment, which scheduler job or Ray task ran it): the collector does not compare
+# them across the cells of a table; every other key (versions, hardware, host) must agree or it
+# warns. sweeper.measure.env writes them.
+PER_RUN_ENV_KEYS = (
+    "date",
+    "time",
+    "timestamp_utc",
+    "gpu_performance_state",
+    "slurm_job_id",
+    "slurm_array_job_id",
+    "slurm_array_task_id",
+    "submitit_job_id",
+    "ray_job_id",
+    "ray_node_id",
+    "ray_task_id",
+)
 
 
 class RecordError(ValueError):
@@ -388,6 +408,12 @@ class ModeResult:
     build: Optional[Dict[str, Any]] = None
     # With timing.rounds > 1: what each round measured (time above pools their samples).
     rounds: Optional[List[Dict[str, Any]]] = None
+    # The worker's window (UTC, ms), a zygote it started included; with lock=true, inside the
+    # host-wide device locks (sweeper.run.lock), so no other cell measured on the device meanwhile.
+    started_utc: Optional[str] = None
+    finished_utc: Optional[str] = None
+    lock_wait_s: Optional[float] = None  # waited for the device locks first; None: lock=false
+    locks: Optional[Dict[str, str]] = None  # lock name (cpu, gpu-<uuid>) -> exclusive | shared
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -425,6 +451,10 @@ class ModeResult:
                 "zygote",
                 "build",
                 "rounds",
+                "started_utc",
+                "finished_utc",
+                "lock_wait_s",
+                "locks",
             ),
         )
 

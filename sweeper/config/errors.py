@@ -82,6 +82,10 @@ def explain(exc: BaseException) -> Optional[str]:
                     "passed with --config-dir"
                 )
             fix += "."
+        plugin = re.search(r"'hydra/launcher/(ray|submitit)", text)
+        if plugin:  # a preset of ours extends a launcher plugin's config
+            extra = "ray" if plugin.group(1) == "ray" else "slurm"
+            fix += f"\nThat launcher is a Hydra plugin: pip install 'sweeper[{extra}]'."
         return f"sweeper: {text}{fix}"
     if isinstance(exc, HydraException):
         if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):

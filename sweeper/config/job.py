@@ -43,7 +43,7 @@ __all__ = [
 
 # Keys that change how a sweep runs, not what a cell measures: a record made with another value
 # of these is still the same measurement (and is kept on resume).
-NOT_PART_OF_IDENTITY = ("force", "timeout_s", "sweep_round")
+NOT_PART_OF_IDENTITY = ("force", "timeout_s", "sweep_round", "lock", "lock_dir")
 # Keys that do not change the built model: cells that differ only in these (and in the mode they
 # measure) can be forked from one built model (sweeper.run.zygote's builders). A key missing here
 # only costs a rebuild; a key here that did change the model would share a wrong one.
@@ -160,6 +160,11 @@ def validate(config: Config) -> None:
     if config.memory_limit_mib is not None and config.memory_limit_mib <= 0:
         raise InputError(
             f"memory_limit_mib={config.memory_limit_mib} must be > 0 MiB, or null for no cap"
+        )
+    if config.lock and not config.lock_dir.startswith("/"):
+        raise InputError(
+            f"lock_dir={config.lock_dir} must be an absolute path, the same for every sweep on "
+            "this host (e.g. lock_dir=/tmp/sweeper-locks), or set lock=false"
         )
     fw = config.framework
     if isinstance(fw, TfConfig) and fw.eager_mode and fw.use_xla:

@@ -318,6 +318,8 @@ class Config:
     memory_limit_mib: Optional[int] = MISSING
     force: bool = MISSING
     worker_start: WorkerStart = MISSING
+    lock: bool = MISSING  # measure only while holding the host-wide device locks (run/lock.py)
+    lock_dir: str = MISSING  # where those locks live: the same absolute folder for every sweep
     timing: TimingConfig = MISSING
     sweep_round: int = MISSING  # which pass over the sweep's cells a job is: set by the sweeper
 

@@ -2,7 +2,8 @@
 
 Gathered in the Hydra process without importing a framework: versions come from installed
 package metadata, GPU facts from NVML; the worker adds what only the framework knows (threads,
-device name) under ``framework_runtime``.
+device name) under ``framework_runtime``. Under a launcher the Hydra process runs on the node, so
+these are the node's facts, plus which SLURM job or Ray task ran the cell (:func:`cluster_facts`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -23,7 +25,7 @@ from ..config.schema import Config, Device, PtConfig
 from ..units import MIB
 from .gpu import gpu_inventory
 
-__all__ = ["environment"]
+__all__ = ["cluster_facts", "environment"]
 
 
 # Where the sweeper package sits: a git checkout's root when running from one, a site-packages
@@ -71,6 +73,54 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# SLURM's variables in a job's environment (sbatch, srun): (record key, variable). The job ids are
+# per-run keys (sweeper.record.PER_RUN_ENV_KEYS); node, partition and cluster are compared.
+_SLURM_VARIABLES = (
+    ("slurm_job_id", "SLURM_JOB_ID"),
+    ("slurm_array_job_id", "SLURM_ARRAY_JOB_ID"),
+    ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"),
+    ("slurm_node", "SLURMD_NODENAME"),
+    ("slurm_partition", "SLURM_JOB_PARTITION"),
+    ("slurm_cluster", "SLURM_CLUSTER_NAME"),
+)
+
+
+def cluster_facts() -> Dict[str, Any]:
+    """Which scheduler job or Ray task ran this cell, and on which node; empty when none did.
+
+    Read where the job runs (on the node). submitit and Ray are looked up only when the launcher
+    already imported them into this process: nothing is imported here.
+    """
+    facts: Dict[str, Any] = {
+        key: os.environ[variable] for key, variable in _SLURM_VARIABLES if variable in os.environ
+    }
+    submitit = sys.modules.get("submitit")
+    if submitit is not None:
+        try:
+            facts["submitit_job_id"] = submitit.JobEnvironment().job_id
+        except Exception:  # not inside a submitit job
+            pass
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        try:
+            if ray.is_initialized():
+                context = ray.get_runtime_context()
+                facts["ray_node_id"] = context.get_node_id()
+                facts["ray_job_id"] = context.get_job_id()
+                facts["ray_task_id"] = context.get_task_id()
+        except Exception:  # an old or partial Ray: its facts are a bonus
+            pass
+    return facts
+
+
+def _cpus_allowed() -> Optional[int]:
+    """CPUs this process may run on: fewer than cpu_count under a SLURM or container cpuset."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return None
+
+
 def environment(config: Config, now: Optional[datetime.datetime] = None) -> Dict[str, Any]:
     """Every key of the old tool's environment block with real values, then extra context."""
     now = now or datetime.datetime.now()
@@ -106,10 +156,12 @@ def environment(config: Config, now: Optional[datetime.datetime] = None) -> Dict
         hostname=socket.gethostname(),
         cpu_model=_cpu_model(),
         cpu_count=os.cpu_count(),
+        cpus_allowed=_cpus_allowed(),
         kernel=platform.release(),
         sweeper_version=__version__,
         sweeper_commit=sweeper_commit(),
         hydra_version=_version("hydra-core"),
         keras_version=_version("tf-keras") if not pt else None,
     )
+    env.update(cluster_facts())
     return env

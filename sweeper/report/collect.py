@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..fileio import write_text_atomic
-from ..record import RECORD_NAME, Mode, Record, RecordError, Status, memory_marks, read_record
+from ..record import (
+    PER_RUN_ENV_KEYS,
+    RECORD_NAME,
+    Mode,
+    Record,
+    RecordError,
+    Status,
+    memory_marks,
+    read_record,
+)
 from .tables import (
     MEMORY_HEADER,
     SEED_KEYS,
@@ -45,7 +54,7 @@ SECTIONS = (
     (Mode.training, "memory", "TRAIN - MEMORY - RESULTS", "train_memory.csv"),
 )
 # Keys that differ between any two runs; all others must agree across a sweep or we warn.
-_PER_RUN_KEYS = ("date", "time", "timestamp_utc")
+_PER_RUN_KEYS = PER_RUN_ENV_KEYS
 EXTRA_COLUMNS = ("framework", "device")
 
 

@@ -37,6 +37,7 @@ from ..record import (
     TimeResult,
     read_record,
 )
+from .lock import device_locks
 from .zygote import ForkUnsafe, ZygoteError, forget, get_zygote
 
 __all__ = ["run_job"]
@@ -204,32 +205,38 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
                 "this mode could start; raise timeout_s if the cell is just slow"
             ),
         )
-    tmp_dir.mkdir(exist_ok=True)
-    spec = {
-        "mode": mode.value,
-        "config": job.config_dict,
-        "parent_pid": os.getpid(),
-        "spawned_at": time.time(),
-        "tmp_dir": str(tmp_dir),
-    }
-    write_json_atomic(spec_path, spec)
-    tic = time.perf_counter()
-    try:
-        # OOM counters around the worker, memory_limit_mib's watchdog (sweeper.measure.limits)
-        with WorkerWatch(result_path, job.config.memory_limit_mib) as watch:
-            returncode, timed_out, facts = _start_worker(
-                job, mode, job_dir, (spec_path, result_path, log_path), timeout_s
-            )
-    except ZygoteError as exc:
-        log.error("%s %s: %s", job.cell, mode.value, exc)
-        return ModeResult(mode=mode, status=Status.error, error=f"internal error: {exc}")
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    wall_s = time.perf_counter() - tic
+    # The host-wide device locks (sweeper.run.lock) around everything that computes for this
+    # measurement: a zygote's start, a builder's build, the worker. Waiting is not in the times.
+    with device_locks(job, mode, job_dir) as held:
+        tmp_dir.mkdir(exist_ok=True)
+        spec = {
+            "mode": mode.value,
+            "config": job.config_dict,
+            "parent_pid": os.getpid(),
+            "spawned_at": time.time(),
+            "tmp_dir": str(tmp_dir),
+        }
+        write_json_atomic(spec_path, spec)
+        tic = time.perf_counter()
+        try:
+            # OOM counters around the worker, memory_limit_mib's watchdog (sweeper.measure.limits)
+            with WorkerWatch(result_path, job.config.memory_limit_mib) as watch:
+                returncode, timed_out, facts = _start_worker(
+                    job, mode, job_dir, (spec_path, result_path, log_path), timeout_s
+                )
+        except ZygoteError as exc:
+            log.error("%s %s: %s", job.cell, mode.value, exc)
+            result = ModeResult(mode=mode, status=Status.error, error=f"internal error: {exc}")
+            held.annotate(result)
+            return result
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        wall_s = time.perf_counter() - tic
     try:
         result = ModeResult.from_dict(json.loads(result_path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         result = ModeResult(mode=mode)
+    held.annotate(result)  # lock hook: window, wait and locks into the record
     result.worker_wall_s = wall_s
     result.worker_returncode = returncode
     result.worker_log = log_path.name
@@ -416,7 +423,8 @@ def _measure(job: Job, job_dir: Path, record: Record, tic: float) -> None:
         log.warning("%s %s: %s", job.cell, record.status.value, record.error)
         return
     for mode in job.modes:
-        remaining = job.config.timeout_s - (time.perf_counter() - tic)
+        waited_s = sum(r.lock_wait_s or 0.0 for r in record.results.values())  # lock hook
+        remaining = job.config.timeout_s - (time.perf_counter() - tic - waited_s)
         result = _run_worker(job, mode, job_dir, remaining)
         record.results[mode] = result
         if result.status.severity > record.status.severity:
