@@ -262,7 +262,8 @@ def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path, sweep_dir):
     assert not _workers(os.getpid())
 
 
-SWEEP = [*TINY_BERT, *QUICK, "batch=1", "seq=8,16,24"]
+# One round: the records that finished before the kill must come back byte for byte.
+SWEEP = [*TINY_BERT, *QUICK, "timing.rounds=1", "batch=1", "seq=8,16,24"]
 
 
 def test_kill_the_sweep_then_resume_it(tmp_path, sweep_dir):
@@ -350,6 +351,7 @@ def test_a_timed_out_cell_keeps_the_samples_it_measured(tmp_path, sweep_dir):
             "timeout_s=5",
             "timing.min_time_s=60",
             "timing.max_time_s=60",
+            "timing.max_calls=1000000",
             f"hydra.sweep.dir={sweep_dir}",
             "-m",
         ],
@@ -503,3 +505,24 @@ def test_tensorflow_cells_leave_no_temporary_files(tmp_path, sweep_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp.iterdir()) == []
     assert not list(sweep_dir.rglob("tmp-*"))
+
+
+def test_a_job_ended_by_the_scheduler_is_killed_and_says_how_to_resume(
+    tmp_path, monkeypatch, compose_config
+):
+    """submitit raises UncompletedJobError in a SLURM job at its time limit."""
+    from sweeper.config.job import job_from_config
+    from sweeper.run import runner
+
+    class UncompletedJobError(RuntimeError):
+        pass
+
+    def scheduler_ends_the_job(*args):
+        raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+    job = job_from_config(compose_config(TINY_BERT), TINY_BERT)
+    monkeypatch.setattr(runner, "_measure", scheduler_ends_the_job)
+    record = runner.run_job(job, tmp_path / "cell")
+    assert record.status.value == "killed"
+    assert record.error.startswith("the scheduler ended this job (UncompletedJobError: Job not")
+    assert "re-submits it" in record.error

@@ -93,9 +93,7 @@ def hydra_app(cfg: DictConfig) -> None:
         },
         one_round=multirun,  # the validating sweeper runs one pass per round
     )
-    (log.error if record.status.failed else log.info)(
-        "%s: %s%s", job.cell, record.status.value, f" ({record.error})" if record.error else ""
-    )
+    log.debug("%s: %s", job.cell, record.status.value)  # the progress line reports it
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

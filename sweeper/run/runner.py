@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # Zygote environments whose zygote refused to fork (a thread pool started after its import):
 # later cells of the sweep spawn their workers instead of paying a zygote start to be refused.
 _FORK_UNSAFE: Dict[tuple, str] = {}
+# What submitit raises inside a SLURM job that reached its time limit (after its SIGUSR2): matched
+# by name, so that the runner imports no launcher.
+SCHEDULER_ENDED_JOB = ("UncompletedJobError",)
 # Errors in the console are cut to this many characters; the record and the log keep all.
 CONSOLE_ERROR_CHARS = 300
 
@@ -325,9 +328,16 @@ def _measure_round(
     try:
         _measure(job, job_dir, record, tic)
     except Exception as exc:  # a bug of ours must not sink the sweep either: record it
-        log.exception("internal error while running %s", job.cell)
-        record.status = Status.error
-        record.error = f"internal error in the Hydra process: {type(exc).__name__}: {exc}"
+        if type(exc).__name__ in SCHEDULER_ENDED_JOB:
+            record.status = Status.killed
+            record.error = (
+                f"the scheduler ended this job ({type(exc).__name__}: {exc}): a SLURM time "
+                "limit or preemption; resuming the sweep (same hydra.sweep.dir) re-submits it"
+            )
+        else:
+            log.exception("internal error while running %s", job.cell)
+            record.status = Status.error
+            record.error = f"internal error in the Hydra process: {type(exc).__name__}: {exc}"
     except BaseException:  # an interrupt: no record, no half-written worker files
         _drop_worker_files(job_dir, job.modes)
         raise
@@ -360,6 +370,9 @@ def _merged(previous: Record, fresh: Record) -> Record:
     """``previous`` (ok, same config) with the round ``fresh`` measured: samples pooled, the
     interval recomputed over the rounds (sweeper.measure.stats), memory the highest round's."""
     number = _rounds_done(previous) + 1
+    for result in previous.results.values():
+        if result.rounds is None:  # a record of one round: describe that round first
+            result.rounds = [_round_facts(1, previous, result)]
     merged = previous
     merged.rounds = number
     merged.finished_utc = fresh.finished_utc
@@ -368,8 +381,6 @@ def _merged(previous: Record, fresh: Record) -> Record:
         if old is None:
             merged.results[mode] = new
             continue
-        if old.rounds is None:  # a record of one round: describe that round first
-            old.rounds = [_round_facts(1, previous, old)]
         old.rounds.append(_round_facts(number, fresh, new))
         if not new.ok:
             old.status, old.error = new.status, f"round {number}: {new.error}"
