@@ -7,6 +7,7 @@ sweep stops the command before any cell has been measured. Selected in conf/conf
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -38,11 +39,29 @@ class ValidatingSweeper(BasicSweeper):
                 "key at least one value, e.g. seq=8,32"
             )
         loader = self.hydra_context.config_loader
+        composed = []
         for overrides in batch:
             cfg = loader.load_sweep_config(
                 master_config=self.config, sweep_overrides=list(overrides)
             )
             try:
-                job_from_config(cfg, list(overrides))
+                job = job_from_config(cfg, list(overrides))
             except InputError as exc:
                 raise InputError(f"{exc} (in the job {' '.join(overrides)})") from None
+            composed.append((cfg, job))
+        self._write_manifest(composed)
+
+    def _write_manifest(self, composed: Sequence[tuple]) -> None:
+        """``<sweep dir>/sweep.json``: every job of this run, its folder and identity, so the
+        collector can tell this run's records from stale ones (sweeper/manifest.py). A sweep run
+        in several batches (``max_batch_size``) lists each batch's jobs as it is validated."""
+        from omegaconf import OmegaConf
+
+        from sweeper.manifest import write_from_hydra
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        self._manifest_jobs = getattr(self, "_manifest_jobs", []) + [
+            (sweep_dir / OmegaConf.select(cfg, "hydra.sweep.subdir"), job) for cfg, job in composed
+        ]
+        total = sum(len(batch) for batch in self.overrides or [])
+        write_from_hydra(self.config, self._manifest_jobs, sweep_dir, total)
