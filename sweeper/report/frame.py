@@ -14,7 +14,7 @@ pandas is imported here, not by the collector's modules that only print tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ from ..record import Record
 from .select import Selection, select
 from .variation import label_of, option_columns, ordered, variations
 
-__all__ = ["FRAME_COLUMNS", "load", "records_frame", "selection_frame"]
+__all__ = ["FRAME_COLUMNS", "load", "other_axis", "records_frame", "selection_frame", "x_axis"]
 
 # The columns after the coordinates and options, in order.
 FRAME_COLUMNS = (
@@ -63,6 +63,18 @@ _FLOATS = (
     "peak_increase_mib",
     "baseline_mib",
 )
+
+
+def x_axis(frame: pd.DataFrame) -> str:
+    """The axis reports put cells along: ``sequence_length``, or ``batch_size`` when the sweep
+    has more batch sizes than sequence lengths."""
+    if frame["batch_size"].nunique() > frame["sequence_length"].nunique():
+        return "batch_size"
+    return "sequence_length"
+
+
+def other_axis(axis: str) -> str:
+    return "batch_size" if axis == "sequence_length" else "sequence_length"
 
 
 def _rows(record: Record, label: str, model: str, options: Dict[str, str], samples: bool):
@@ -157,8 +169,3 @@ def load(sweep_dir: Path, samples: bool = False, all_records: bool = False) -> p
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir} is not a folder; give a sweep folder")
     return selection_frame(select(sweep_dir, use_manifest=not all_records), samples=samples)
-
-
-def optional_float(value: Any) -> Optional[float]:
-    """None for pandas' missing values, else the float."""
-    return None if value is None or pd.isna(value) else float(value)

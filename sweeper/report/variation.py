@@ -29,6 +29,7 @@ __all__ = [
     "COORDINATE_KEYS",
     "Variation",
     "flat_config",
+    "comparable_values",
     "format_value",
     "group_key",
     "label_of",
@@ -62,7 +63,9 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _candidates(flat: Mapping[str, Any]) -> Dict[str, str]:
+def comparable_values(flat: Mapping[str, Any]) -> Dict[str, str]:
+    """The keys of a flat config that can tell cells apart, as text: all but the coordinates
+    and the keys that do not change what is measured."""
     return {
         key: format_value(value)
         for key, value in flat.items()
@@ -90,7 +93,7 @@ class Variation:
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Variation:
-        values = [_candidates(flat_config(r.config)) for r in records]
+        values = [comparable_values(flat_config(r.config)) for r in records]
         keys = _ordered_keys(values)
         options = _varying(values, [k for k in keys if not k.startswith(_MODEL)])
         by_label: Dict[str, List[Mapping[str, str]]] = {}
@@ -114,7 +117,7 @@ class Variation:
 
     def values(self, record: Record) -> Dict[str, str]:
         """The record's value of every varying key (``n/a`` where it has none)."""
-        flat = _candidates(flat_config(record.config))
+        flat = comparable_values(flat_config(record.config))
         return {key: flat.get(key, ABSENT) for key in self.columns}
 
     def model_label(self, record: Record) -> str:
@@ -125,7 +128,7 @@ class Variation:
         keys = dict(self.model_keys).get(label, ())
         if not keys:
             return label
-        flat = _candidates(flat_config(record.config))
+        flat = comparable_values(flat_config(record.config))
         shown = label[label.index("[") + 1 : -1].split(",") if label.endswith("]") else []
         shown_keys = {part.partition("=")[0] for part in shown}
         parts = [
@@ -139,7 +142,7 @@ class Variation:
 
     def option_text(self, record: Record) -> str:
         """``use_xla=true seed=1``: the varying options, by their last name unless two share it."""
-        flat = _candidates(flat_config(record.config))
+        flat = comparable_values(flat_config(record.config))
         last = [k.rsplit(".", 1)[-1] for k in self.options]
         names = [
             k if last.count(k.rsplit(".", 1)[-1]) > 1 else k.rsplit(".", 1)[-1]
