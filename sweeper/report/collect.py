@@ -36,6 +36,7 @@ from .tables import (
     render_env,
     render_section,
     results_csv,
+    title,
 )
 from .variation import group_key, label_of, ordered, variations
 
@@ -205,6 +206,9 @@ def collect(sweep_dir: Path, write: bool = True, use_manifest: bool = True) -> C
             header = TIME_HEADER if measurement == "time" else MEMORY_HEADER
             parts.append(render_section(label, header, rows))
             csv_rows.setdefault(filename, []).extend(csv_section)
+        fits = _fits(members)
+        if fits:
+            parts.append(title("HOW COST GROWS") + "\n\n" + "\n".join(fits))
         items, differing = _env_items(members)
         parts.append(render_env(items))
         env_text.write(env_csv(items, extra=(framework, device) if several else ()))
@@ -234,6 +238,18 @@ def collect(sweep_dir: Path, write: bool = True, use_manifest: bool = True) -> C
             write_text_atomic(sweep_dir / filename, text)
             result.written.append(sweep_dir / filename)
     return result
+
+
+def _fits(records: Sequence[Record]) -> List[str]:
+    """The scaling fits of a group's lines that have enough points (sweeper.report.scaling)."""
+    from .frame import records_frame  # pandas: only once there are records to fit
+    from .scaling import scaling
+
+    fits = scaling(records_frame(records))
+    if fits.empty:
+        return []
+    has_fit = fits["time_exponent"].notna() | fits["memory_exponent"].notna()
+    return list(fits.loc[has_fit, "text"])
 
 
 def _csv_options(by_group: Dict[Tuple[str, str], Any]) -> Tuple[str, ...]:

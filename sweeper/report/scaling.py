@@ -18,7 +18,6 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .frame import other_axis, x_axis
 
@@ -58,11 +57,12 @@ def _fit(x: np.ndarray, y: np.ndarray, log: bool) -> Optional[Fit]:
     fx, fy = (np.log(x), np.log(y)) if log else (x, y)
     if np.ptp(fy) == 0:  # a flat line: slope 0 fits exactly, R² is undefined; call it 1
         return Fit(0.0, float(fy[0]), 1.0, len(x), float(x.min()), float(x.max()))
-    result = stats.linregress(fx, fy)
+    slope, intercept = np.polyfit(fx, fy, 1)
+    r2 = 1.0 - np.sum((fy - (slope * fx + intercept)) ** 2) / np.sum((fy - fy.mean()) ** 2)
     return Fit(
-        slope=float(result.slope),
-        intercept=float(result.intercept),
-        r2=float(result.rvalue**2),
+        slope=float(slope),
+        intercept=float(intercept),
+        r2=float(r2),
         points=len(x),
         x_min=float(x.min()),
         x_max=float(x.max()),
