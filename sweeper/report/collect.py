@@ -38,7 +38,7 @@ from .tables import (
     results_csv,
     title,
 )
-from .variation import group_key, label_of, ordered, variations
+from .variation import format_value, group_key, label_of, ordered, variations
 
 __all__ = ["Collection", "collect", "load_records", "main", "summary_csv"]
 
@@ -356,6 +356,11 @@ def _number(value: Optional[float]) -> str:
     return "" if value is None or value != value else repr(float(f"{value:.12g}"))
 
 
+def _option_text(value: Any) -> str:
+    """An option's value as the tables and the other CSV files write it (``true``, ``384``)."""
+    return "" if value is None else format_value(value)
+
+
 def summary_csv(records: Sequence[Record], root: Path) -> str:
     """One row per cell and mode with the main statistics, and a column per varying option:
     the frame of sweeper.report.frame, written with pandas."""
@@ -366,6 +371,7 @@ def summary_csv(records: Sequence[Record], root: Path) -> str:
     columns = [*SUMMARY_COLUMNS[:5], *options, *SUMMARY_COLUMNS[5:]]
     out = frame.assign(
         record=[_relative(Path(p), root) if p else "" for p in frame["record"]],
+        **{name: frame[name].map(_option_text) for name in options},
         error=frame["error"].fillna(""),
         timed_calls=frame["timed_calls"].astype("string").fillna(""),
         noisy=frame["noisy"].astype("string").fillna(""),

@@ -2,8 +2,8 @@
 
 ``sweeper.load(SWEEP_DIR)`` returns it; ``summary.csv`` is written from it. Columns: the cell's
 coordinates (``model`` is the label with any model keys that vary under it, ``label`` what the
-tables print: that plus the varying options), one column per varying option (dotted config keys,
-as the user typed them: ``framework.use_xla``), then ``mode``, ``status`` and the statistics
+tables print: that plus the varying options), one column per varying option (dotted config keys:
+``framework.use_xla``, with the config's values), then ``mode``, ``status`` and the statistics
 (seconds, MiB, percent, as the record has them), ``error`` and ``record`` (the file's path).
 ``samples=True`` adds ``samples_s``, each row's raw timed calls as a tuple.
 The frame's ``attrs`` say what was left out (``left_out``: paths and reasons), how many cells of
@@ -126,7 +126,7 @@ def records_frame(records: Sequence[Record], samples: bool = False) -> pd.DataFr
     rows: List[Dict[str, Any]] = []
     for record in ordered(records, by_group):
         variation = by_group[(record.cell.framework, record.cell.device)]
-        values = variation.values(record)
+        values = variation.raw_values(record)
         options = {key: values.get(key) for key in columns}
         rows.extend(
             _rows(
@@ -135,6 +135,8 @@ def records_frame(records: Sequence[Record], samples: bool = False) -> pd.DataFr
         )
     names = [*COORDINATES, *columns, *FRAME_COLUMNS] + (["samples_s"] if samples else [])
     frame = pd.DataFrame(rows, columns=names)
+    for name in columns:  # the config's own values: no int turned float by a missing one
+        frame[name] = pd.Series([row[name] for row in rows], dtype=object, index=frame.index)
     for name in _FLOATS:
         frame[name] = frame[name].astype("float64")
     frame["timed_calls"] = frame["timed_calls"].astype("Int64")

@@ -74,7 +74,9 @@ def _failure(row: pd.Series, axis: str) -> str:
     return f"N/A: {where}: {row['status']}" + (f" ({error})" if error else "")
 
 
-def _table(cells: pd.DataFrame, axis: str, measurement: str, title: str) -> Optional[Table]:
+def _table(
+    cells: pd.DataFrame, axis: str, measurement: str, title: str, key: str
+) -> Optional[Table]:
     value = "median_s" if measurement == "time" else "peak_mib"
     if cells[value].notna().sum() == 0:
         return None
@@ -111,6 +113,7 @@ def _table(cells: pd.DataFrame, axis: str, measurement: str, title: str) -> Opti
     )
     return Table(
         title=f"{title}: {what}",
+        key=f"{key}-{measurement}",
         stub="model",
         columns=[str(c) for c in columns],
         rows=rows,
@@ -131,8 +134,9 @@ def paper_tables(frame: pd.DataFrame) -> List[Table]:
     for (framework, device, fixed, mode), cells in groups:
         name = _FRAMEWORKS.get(framework, framework)
         title = f"{mode.capitalize()}, {name}, {device}, {_AXIS_TITLES[other]} {fixed}"
+        key = f"{mode}-{framework}-{device}-{_AXIS_SHORT[other][0]}{fixed}"
         for measurement in ("time", "memory"):
-            table = _table(cells, axis, measurement, title)
+            table = _table(cells, axis, measurement, title, key)
             if table is not None:
                 tables.append(table)
     fits = _scaling_table(frame, axis)
@@ -175,6 +179,7 @@ def _scaling_table(frame: pd.DataFrame, axis: str) -> Optional[Table]:
         notes.append(f"R² below {POOR_FIT_R2:g}: a poor fit, the cost follows no single power law.")
     return Table(
         title=f"How cost grows with {_AXIS_TITLES[axis]}",
+        key="scaling",
         stub="line",
         columns=["time exp.", "R²", "memory exp.", "R²", "MB/token"],
         rows=rows,
@@ -213,7 +218,7 @@ def provenance(selection: Selection) -> List[str]:
     if presets:
         lines.append("Sweep YAML: " + ", ".join(f"conf/sweep/{p}.yaml" for p in presets))
     lines.append(
-        f"sweeper {_values(records, 'sweeper_version')}, "
+        f"sweeper version {_values(records, 'sweeper_version')}, "
         f"commit {_values(records, 'sweeper_commit')}"
     )
     hardware = (
@@ -234,7 +239,8 @@ def provenance(selection: Selection) -> List[str]:
     )
     stamps = sorted(s for s in (r.started_utc for r in records) if s)
     if stamps:
-        lines.append(f"Measured: {stamps[0]} to {stamps[-1]}")
+        span = stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}"
+        lines.append(f"Measured: {span}")
     return lines
 
 

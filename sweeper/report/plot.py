@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from ..record import Record
 from .frame import load, other_axis, records_frame, x_axis
@@ -37,9 +38,11 @@ _PANEL_IN = (4.5, 3.4)  # width, height of one panel in inches
 _MAX_COLUMNS = 3
 _AXIS_LABELS = {"sequence_length": "sequence length (tokens)", "batch_size": "batch size"}
 _MEASUREMENTS = (
-    ("time", "median_s", "time per call (s)"),
+    ("time", "median_s", "time per call"),
     ("memory", "peak_mib", "peak memory (MB)"),
 )
+# Times are drawn in ms when every median is below one second.
+_MS_BELOW_S = 1.0
 
 
 def _line_columns(frame: pd.DataFrame, x: str) -> List[str]:
@@ -96,6 +99,10 @@ def _figure(rows, x, column, y_label, line_columns, mode, name) -> Figure:
     axes = figure.subplots(lines, columns, squeeze=False).ravel()
     what = "median time per call, 95 % CI" if name == "time" else "peak memory"
     figure.suptitle(f"{mode}: {what}")
+    scale = 1.0
+    if name == "time":
+        ms = rows.loc[rows["status"] == "ok", column].max() < _MS_BELOW_S
+        scale, y_label = (1000.0, f"{y_label} (ms)") if ms else (1.0, f"{y_label} (s)")
     for ax, model in zip(axes, models):
         cells = rows[rows["model"] == model]
         any_noisy = False
@@ -103,11 +110,11 @@ def _figure(rows, x, column, y_label, line_columns, mode, name) -> Figure:
             key = key if isinstance(key, tuple) else (key,)
             line = line.sort_values(x)
             ok = line["status"] == "ok"
-            y = line[column].where(ok)
+            y = line[column].where(ok) * scale
             yerr = None
             if name == "time":
-                low = (y - line["ci95_low_s"].where(ok)).clip(lower=0)
-                high = (line["ci95_high_s"].where(ok) - y).clip(lower=0)
+                low = (y - line["ci95_low_s"].where(ok) * scale).clip(lower=0)
+                high = (line["ci95_high_s"].where(ok) * scale - y).clip(lower=0)
                 yerr = [low.fillna(0).to_numpy(), high.fillna(0).to_numpy()]
             container = ax.errorbar(
                 line[x].to_numpy(),
@@ -121,17 +128,18 @@ def _figure(rows, x, column, y_label, line_columns, mode, name) -> Figure:
             noisy = line["noisy"].fillna(False).astype(bool) & ok
             if name == "time" and noisy.any():
                 any_noisy = True
-                ax.plot(
+                ax.scatter(  # explicit colours: the next line keeps its own colour
                     line[x][noisy].to_numpy(),
                     y[noisy].to_numpy(dtype=float),
-                    linestyle="none",
-                    marker="o",
-                    markersize=8,
-                    markerfacecolor="none",
-                    markeredgecolor=container.lines[0].get_color(),
+                    s=64,
+                    facecolors="none",
+                    edgecolors=container.lines[0].get_color(),
                 )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ticks = sorted(cells[x].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(model, fontsize=10)
         ax.set_xlabel(_AXIS_LABELS[x])
         ax.set_ylabel(y_label)

@@ -32,7 +32,16 @@ _LATEX_SPECIALS = {
     "^": r"\textasciicircum{}",
 }
 # Characters our cells use that LaTeX needs spelt out (math mode keeps them upright and spaced).
-_LATEX_SYMBOLS = {"±": r"$\pm$", "∝": r"$\propto$", "→": r"$\to$", "²": r"$^2$", "×": r"$\times$"}
+_LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "∝": r"$\propto$",
+    "→": r"$\to$",
+    "²": r"$^2$",
+    "×": r"$\times$",
+    ">": r"$>$",  # in text mode OT1 prints < and > as inverted marks
+    "<": r"$<$",
+    "|": r"\textbar{}",
+}
 _LATEX_PATTERN = re.compile("|".join(re.escape(k) for k in [*_LATEX_SPECIALS, *_LATEX_SYMBOLS]))
 
 
@@ -58,6 +67,7 @@ class Table:
     column_title: Optional[str] = None
     column_prefix: str = ""
     align: str = "r"  # "l" or "r" for every value column, or one letter per value column
+    key: str = ""  # LaTeX \label: tab:sweeper-KEY
 
     def aligns(self) -> str:
         """One letter per value column; the stub is always left-aligned."""
@@ -86,7 +96,8 @@ def _text(table: Table) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Literal in Markdown: ``|`` would end the cell, ``*`` start emphasis or a list."""
+    return text.replace("|", "\\|").replace("*", "\\*")
 
 
 def _md(table: Table) -> str:
@@ -100,7 +111,7 @@ def _md(table: Table) -> str:
         *["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows],
     ]
     if table.notes:
-        out += ["", *[f"{note}  " for note in table.notes]]
+        out += ["", *[f"{_md_cell(note)}  " for note in table.notes]]
         out[-1] = out[-1].rstrip()
     return "\n".join(out)
 
@@ -112,6 +123,7 @@ def _latex(table: Table) -> str:
         r"\begin{table}[htbp]",
         r"  \centering",
         rf"  \caption{{{latex_escape(table.title)}}}",
+        *([rf"  \label{{tab:sweeper-{table.key}}}"] if table.key else []),
         rf"  \begin{{tabular}}{{{spec}}}",
         r"    \toprule",
     ]

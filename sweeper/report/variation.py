@@ -120,6 +120,11 @@ class Variation:
         flat = comparable_values(flat_config(record.config))
         return {key: flat.get(key, ABSENT) for key in self.columns}
 
+    def raw_values(self, record: Record) -> Dict[str, Any]:
+        """The record's value of every varying key as the config has it (None where absent)."""
+        flat = flat_config(record.config)
+        return {key: flat.get(key) for key in self.columns}
+
     def model_label(self, record: Record) -> str:
         """The record's model label, plus the model keys that vary under that label:
         ``tiny-bert[hidden_size=32]``, or ``bert-base[hidden_size=384,num_hidden_layers=6]``
