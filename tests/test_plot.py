@@ -102,11 +102,14 @@ def test_files_are_written_and_open(sweep):
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]
 
 
-def test_a_sweep_of_single_points_draws_nothing_at_the_end_of_a_run(tmp_path):
-    sweep = write_sweep(tmp_path / "sweep", [("one", make_record())])
+def test_lines_of_two_points_draw_nothing_at_the_end_of_a_run(tmp_path):
+    sweep = write_sweep(
+        tmp_path / "sweep", [("a", make_record(seq=8)), ("b", make_record(seq=16, sweep_index=1))]
+    )
     assert not plottable(records_frame(select(sweep).records))
     assert write_plots(sweep) == []
     assert not (sweep / "plots").exists()
+    assert len(write_plots(sweep, force=True)) == 4  # python -m sweeper.plot draws them
 
 
 def test_the_command_line(sweep, tmp_path, capsys):

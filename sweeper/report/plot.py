@@ -1,12 +1,13 @@
 """Figures of a sweep: time and peak memory against sequence length (or batch size), log-log.
 
-``python -m sweeper.plot SWEEP_DIR`` redraws them from the records; the end of every multirun
-draws them too, when some line has two points or more. One figure per mode and measurement
-(``plots/inference_time.png`` and ``.pdf``, ``inference_memory``, ``training_time``, ...), one
-panel per model label, one line per batch size (or sequence length), framework, device and
-option set. The x axis is the sequence length, or the batch size when the sweep has more batch
-sizes than sequence lengths. Times are medians with their 95 % CI as error bars; a noisy median
-gets an open marker. A cell that did not succeed is a gap in its line, never a zero.
+``python -m sweeper.plot SWEEP_DIR`` draws them from the records; the end of every multirun
+draws them too, when some line has ``MIN_POINTS_TO_PLOT`` points or more. One figure per mode
+and measurement (``plots/inference_time.png`` and ``.pdf``, ``inference_memory``,
+``training_time``, ...), one panel per model label, one line per batch size (or sequence
+length), framework, device and option set. The x axis is the sequence length, or the batch
+size when the sweep has more batch sizes than sequence lengths. Times are medians with their
+95 % CI as error bars; a noisy median gets an open marker. A cell that did not succeed is a gap
+in its line, never a zero.
 
 Drawn with matplotlib's object API on the Agg canvas: no pyplot, no global backend switch, so a
 notebook's own plotting is untouched, and nothing here runs unless a figure is asked for (the
@@ -28,7 +29,15 @@ from matplotlib.ticker import NullLocator
 from ..record import Record
 from .frame import load, other_axis, records_frame, x_axis
 
-__all__ = ["PLOTS_DIR", "figures", "main", "plottable", "save_figures", "write_plots"]
+__all__ = [
+    "MIN_POINTS_TO_PLOT",
+    "PLOTS_DIR",
+    "figures",
+    "main",
+    "plottable",
+    "save_figures",
+    "write_plots",
+]
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "pdf")
@@ -36,6 +45,9 @@ FORMATS = ("png", "pdf")
 _DPI = 100
 _PANEL_IN = (4.5, 3.4)  # width, height of one panel in inches
 _MAX_COLUMNS = 3
+# Two points draw a segment the tables already show; from three on a figure shows a trend. Below
+# this the end of a sweep draws nothing (and spends no second of matplotlib on it).
+MIN_POINTS_TO_PLOT = 3
 _AXIS_LABELS = {"sequence_length": "sequence length (tokens)", "batch_size": "batch size"}
 _MEASUREMENTS = (
     ("time", "median_s", "time per call"),
@@ -63,12 +75,12 @@ def _line_label(key: Tuple, columns: Sequence[str], frame: pd.DataFrame) -> str:
 
 
 def plottable(frame: pd.DataFrame) -> bool:
-    """Whether any line would have two points or more (one point per line is not a plot)."""
+    """Whether any line has MIN_POINTS_TO_PLOT points or more."""
     if frame.empty:
         return False
     x = x_axis(frame)
     keys = ["model", "mode", *_line_columns(frame, x)]
-    return bool((frame.groupby(keys, dropna=False)[x].nunique() > 1).any())
+    return bool((frame.groupby(keys, dropna=False)[x].nunique() >= MIN_POINTS_TO_PLOT).any())
 
 
 def figures(frame: pd.DataFrame) -> Dict[str, Figure]:
@@ -161,7 +173,8 @@ def write_plots(
     """Draw the figures of a sweep and save each as PNG and PDF under ``SWEEP_DIR/plots``.
 
     ``records``: the records to draw (the collector's selection); default: the folder's latest
-    run. Nothing is drawn when no line has two points, unless ``force``. Returns the files.
+    run. Nothing is drawn when no line has MIN_POINTS_TO_PLOT points, unless ``force``.
+    Returns the files.
     """
     frame = load(sweep_dir) if records is None else records_frame(records)
     if not force and not plottable(frame):
@@ -205,7 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     for path in save_figures(frame, args.out or args.sweep_dir / PLOTS_DIR):
         print(path)
-    if not plottable(frame):
+    if frame[x_axis(frame)].nunique() < 2:
         print("(every line has a single point: sweep seq or batch over several values)")
     return 0
 

@@ -4,7 +4,7 @@ Runs in the Hydra process. ``on_job_end`` prints one line per finished cell
 (sweeper.report.progress); the total comes from the run's manifest (``sweep.json``), which the
 validating sweeper writes for a multirun and ``on_run_start`` writes here for a single run.
 ``on_multirun_end`` collects the tables and CSV files (sweeper.report.collect), draws the plots
-(sweeper.report.plot, when some line has two points or more) and exits 1 if a cell failed.
+(sweeper.report.plot, when some line has three points or more) and exits 1 if a cell failed.
 """
 
 from __future__ import annotations
