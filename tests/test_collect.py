@@ -419,3 +419,19 @@ def test_the_empty_folder_hint_is_a_command_that_runs(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"(python -m sweeper OVERRIDES hydra.sweep.dir={tmp_path} -m)" in err
+
+
+def test_a_varying_model_key_joins_the_bracket_of_a_label_that_has_one(tmp_path):
+    label = "bert-base[hidden_size=384]"
+    records = [
+        (
+            str(n),
+            make_record(model=label, config={"model": {"num_hidden_layers": n}}, sweep_index=n),
+        )
+        for n in (2, 4)
+    ]
+    report = collect(write_sweep(tmp_path / "sweep", records), write=False).report
+    full = [f"bert-base[hidden_size=384,num_hidden_layers={n}]" for n in (2, 4)]
+    shown = fit_labels(full)
+    assert _labels(report) == [shown[f] for f in full] and len(set(shown.values())) == 2
+    assert f"{shown[full[1]]} = {full[1]}" in report

@@ -161,3 +161,12 @@ def test_a_single_run_has_a_manifest_too(tmp_path):
     assert json.loads((run_dir / "record.json").read_text())["config_sha256"] == job["identity"]
     assert "[1/1] tiny-bert pt cpu b1 s8: ok " in proc.stdout
     assert "1 cells: 1 ok" in proc.stdout
+
+
+@pytest.mark.parametrize("module", ["sweeper.compare", "sweeper.plot", "sweeper.report"])
+def test_the_report_commands_users_type_run(module):
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"usage: python -m {module}" in proc.stdout

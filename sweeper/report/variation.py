@@ -134,14 +134,17 @@ class Variation:
         if not keys:
             return label
         flat = comparable_values(flat_config(record.config))
-        shown = label[label.index("[") + 1 : -1].split(",") if label.endswith("]") else []
+        bracketed = label.endswith("]") and "[" in label
+        shown = label[label.rindex("[") + 1 : -1].split(",") if bracketed else []
         shown_keys = {part.partition("=")[0] for part in shown}
         parts = [
             f"{k[len(_MODEL) :]}={flat.get(k, ABSENT)}"
             for k in keys
             if k[len(_MODEL) :] not in shown_keys
         ]
-        if label.endswith("]") and "[" in label:
+        if not parts:
+            return label
+        if bracketed:
             return f"{label[:-1]},{','.join(parts)}]"
         return f"{label}[{','.join(parts)}]"
 
