@@ -165,7 +165,7 @@ def read_manifest(sweep_dir: Path) -> Optional[Manifest]:
 
 
 # Hydra overrides that the resume command sets itself (the folder, -m) or that only echo -m.
-_SET_BY_RESUME = ("hydra.sweep.dir=", "hydra.mode=")
+_SET_BY_RESUME = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
 
 
 def resume_command(
@@ -174,8 +174,10 @@ def resume_command(
     hydra_overrides: Sequence[str] = (),
     config_dirs: Sequence[str] = (),
     config_name: Optional[str] = None,
+    multirun: bool = True,
 ) -> str:
-    """The command line that runs the same sweep again into ``sweep_dir`` (and so resumes it).
+    """The command line that runs the same sweep again into ``sweep_dir`` (and so resumes it);
+    for a single run (``multirun=False``), the same cell into the same ``hydra.run.dir``.
 
     Overrides come before ``-m``: Hydra's argparse takes them there or all after it.
     """
@@ -186,16 +188,22 @@ def resume_command(
         parts += ["--config-name", config_name]
     parts += list(task_overrides)
     parts += [o for o in hydra_overrides if not o.startswith(_SET_BY_RESUME)]
-    parts += [f"hydra.sweep.dir={Path(sweep_dir).resolve()}", "-m"]
+    if multirun:
+        parts += [f"hydra.sweep.dir={Path(sweep_dir).resolve()}", "-m"]
+    else:
+        parts.append(f"hydra.run.dir={Path(sweep_dir).resolve()}")
     return shlex.join(parts)
 
 
-def write_from_hydra(config: Any, jobs: Iterable[tuple], sweep_dir: Path, total_jobs: int) -> Path:
+def write_from_hydra(
+    config: Any, jobs: Iterable[tuple], sweep_dir: Path, total_jobs: int, multirun: bool = True
+) -> Path:
     """Write the manifest of a run that Hydra is starting; return its path.
 
     ``config`` is the run's composed config with its ``hydra`` node (the master config of a
-    multirun); ``jobs`` are (job folder, sweeper.config.job.Job) pairs. Only attribute access on
-    ``config``: this module imports neither Hydra nor OmegaConf.
+    multirun); ``jobs`` are (job folder, sweeper.config.job.Job) pairs; ``multirun=False`` for
+    a single run (one job, its folder the run's). Only attribute access on ``config``: this
+    module imports neither Hydra nor OmegaConf.
     """
     hydra = config.hydra
     command_line_dirs = [
@@ -222,6 +230,7 @@ def write_from_hydra(config: Any, jobs: Iterable[tuple], sweep_dir: Path, total_
             list(hydra.overrides.hydra),
             command_line_dirs,
             hydra.job.config_name,
+            multirun,
         ),
         task,
         entries,

@@ -158,6 +158,7 @@ def test_a_single_run_has_a_manifest_too(tmp_path):
     manifest = json.loads((run_dir / "sweep.json").read_text())
     (job,) = manifest["jobs"]
     assert job["folder"] == "." and manifest["total_jobs"] == 1
+    assert manifest["command"].endswith(f"batch=1 seq=8 hydra.run.dir={run_dir}")
     assert json.loads((run_dir / "record.json").read_text())["config_sha256"] == job["identity"]
     assert "[1/1] tiny-bert pt cpu b1 s8: ok " in proc.stdout
     assert "1 cells: 1 ok" in proc.stdout

@@ -198,7 +198,7 @@ def _values(records: Sequence[Record], *keys: str) -> str:
         return "unknown"
     if len(counts) == 1:
         return next(iter(counts))
-    return " / ".join(f"{v} ({n} cells)" for v, n in counts.most_common())
+    return " / ".join(f"{v} ({n} cell{'s' if n > 1 else ''})" for v, n in counts.most_common())
 
 
 def provenance(selection: Selection) -> List[str]:

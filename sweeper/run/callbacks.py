@@ -54,7 +54,7 @@ class CollectTables(Callback):
         except Exception:  # bad input: the job itself raises it next, with its explanation
             return
         run_dir = Path(config.hydra.run.dir)
-        write_from_hydra(config, [(run_dir, job)], run_dir, 1)
+        write_from_hydra(config, [(run_dir, job)], run_dir, 1, multirun=False)
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn = None, **kwargs: Any) -> None:
         if job_return is None or job_return.status != JobStatus.COMPLETED:
