@@ -50,7 +50,7 @@ def test_provenance_names_the_command_version_commit_and_hardware(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", records)
     command = "python -m sweeper sweep=seed_bert_base hydra.sweep.dir=/x -m"
     write_manifest(sweep, records, command=command)
-    head = report(sweep, "md").split("\n\n")[0].splitlines()
+    head = [line.rstrip() for line in report(sweep, "md").split("\n\n")[0].splitlines()]
     assert head[1] == f"Command: {command}"
     assert head[2] == "sweeper version unknown, commit abc"
     assert head[3] == "Hardware: Example CPU, 2 CPUs, 24105 MB RAM; host bench-1"

@@ -401,7 +401,17 @@ def render_comparison(
         else:
             tail.append(f"PASS ({gates})")
     text = render([comparison_table(comparison)], fmt, preamble=preamble)
-    if fmt in ("text", "md"):
+    if fmt == "md":  # line breaks, and a blank line before the list of regressions
+        listed = [line for line in tail if line.startswith("- ")]
+        lines = [line for line in tail if not line.startswith("- ")]
+        return (
+            text
+            + "\n"
+            + "  \n".join(lines)
+            + "\n"
+            + "".join(["\n", *(f"{line}\n" for line in listed)] if listed else [])
+        )
+    if fmt == "text":
         return text + "\n" + "\n".join(tail) + "\n"
     comment = "%" if fmt == "latex" else "#"
     return text + "".join(f"{comment} {line}\n" for line in tail)

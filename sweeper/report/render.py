@@ -166,6 +166,10 @@ def render(tables: Sequence[Table], fmt: str, preamble: Sequence[str] = ()) -> s
         head = [f"% {latex_free(line)}" for line in preamble]
     elif fmt == "csv":
         head = [f"# {line}" for line in preamble]
+    elif fmt == "md":  # a line break after each line (two spaces), not one paragraph
+        head = [f"{_md_cell(line)}  " for line in preamble[:-1]] + [
+            _md_cell(line) for line in preamble[-1:]
+        ]
     else:
         head = list(preamble)
     blocks = [_RENDERERS[fmt](table) for table in tables]
