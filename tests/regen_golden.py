@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from sweeper.report.collect import collect
+from sweeper.report.paper import report as paper_report
 
 DATA = Path(__file__).parent / "data"
 GOLDEN, EXPECTED = DATA / "golden", DATA / "golden_expected"
@@ -24,6 +25,8 @@ CSV_FILES = (
     "summary.csv",
 )
 SWEEP_DIR_MARK = "<SWEEP_DIR>"
+# The paper tables of the same records (python -m sweeper.report), one golden file per format.
+PAPER_FILES = {"latex": "paper.tex", "md": "paper.md"}
 
 
 def main() -> None:
@@ -35,6 +38,9 @@ def main() -> None:
         (EXPECTED / "report.txt").write_text(report + "\n")
         for name in CSV_FILES:
             (EXPECTED / name).write_bytes((sweep / name).read_bytes())
+        for fmt, name in PAPER_FILES.items():
+            text = paper_report(sweep, fmt).replace(str(sweep), SWEEP_DIR_MARK)
+            (EXPECTED / name).write_text(text)
     print(f"rewrote {EXPECTED}; review with: git diff {EXPECTED}")
 
 

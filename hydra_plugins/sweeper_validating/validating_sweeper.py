@@ -12,6 +12,7 @@ conf/hydra/sweeper.yaml with ``override sweeper: validating``.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -48,26 +49,33 @@ class ValidatingSweeper(BasicSweeper):
                 "key at least one value, e.g. seq=8,32"
             )
         loader = self.hydra_context.config_loader
-        jobs = []
+        composed = []
         for overrides in batch:
             cfg = loader.load_sweep_config(
                 master_config=self.config, sweep_overrides=list(overrides)
             )
             try:
-                jobs.append(job_from_config(cfg, list(overrides)))
+                job = job_from_config(cfg, list(overrides))
             except InputError as exc:
                 raise InputError(f"{exc} (in the job {' '.join(overrides)})") from None
+            composed.append((cfg, job))
+        jobs = [job for _, job in composed]
         self.group_by_model(batch, jobs)
-        self._plan_rounds(batch, jobs)
+        if self._plan_rounds(batch, jobs):
+            self._write_manifest(composed)
 
-    def _plan_rounds(self, batch: List[Sequence[str]], jobs: list) -> None:
-        """Once the first pass's last batch is validated, add a pass per extra round."""
+    def _plan_rounds(self, batch: List[Sequence[str]], jobs: list) -> bool:
+        """Once the first pass's last batch is validated, add a pass per extra round.
+
+        Returns whether ``batch`` belongs to the first pass (the cells, once each).
+        """
         from sweeper.config.job import InputError
 
         if self._first_pass_batches is None:
             self._first_pass_batches = len(self.overrides)
+            self._first_pass_jobs = sum(len(b) for b in self.overrides)
         if self.batch_index > self._first_pass_batches:
-            return  # a later pass: planned already
+            return False  # a later pass: planned already
         for overrides in batch:
             if any(o.split("=", 1)[0].lstrip("+~") == "sweep_round" for o in overrides):
                 raise InputError(
@@ -81,6 +89,7 @@ class ValidatingSweeper(BasicSweeper):
                 self.overrides.extend(
                     [[*job, f"sweep_round={number}"] for job in first] for first in first_pass
                 )
+        return True
 
     @staticmethod
     def group_by_model(batch: List[Sequence[str]], jobs: list) -> None:
@@ -98,3 +107,18 @@ class ValidatingSweeper(BasicSweeper):
             range(len(batch)), key=lambda i: first_seen[jobs[i].build_key(Mode.inference)]
         )
         batch[:] = [batch[i] for i in order]
+
+    def _write_manifest(self, composed: Sequence[tuple]) -> None:
+        """``<sweep dir>/sweep.json``: every cell of this run (the first pass), its folder and
+        identity, so the collector can tell this run's records from stale ones
+        (sweeper/manifest.py). A sweep run in several batches (``max_batch_size``) lists each
+        batch's jobs as it is validated."""
+        from omegaconf import OmegaConf
+
+        from sweeper.manifest import write_from_hydra
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        self._manifest_jobs = getattr(self, "_manifest_jobs", []) + [
+            (sweep_dir / OmegaConf.select(cfg, "hydra.sweep.subdir"), job) for cfg, job in composed
+        ]
+        write_from_hydra(self.config, self._manifest_jobs, sweep_dir, self._first_pass_jobs)

@@ -6,16 +6,18 @@ line then
 (30, 15, 15, 15), 80 dashes, one row per cell (the same columns, with the old tool's single
 space before the last two), 80 dashes. Time cells are seconds rounded to
 3 decimals (``< 0.001`` below that), memory cells whole MB (MiB), ``N/A`` where there is no value.
-One addition: a time whose measurement is noisy carries a ``*`` right after the number, explained
-under the table. Standard library only.
+Additions: a time whose measurement is noisy carries a ``*`` right after the number, explained
+under the table; labels the 30-character column would cut to the same text are shortened in the
+middle with a tag instead, and spelled out under the table. Standard library only.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 from ..measure.stats import NOISY_IQR_PCT
 
@@ -24,6 +26,7 @@ __all__ = [
     "SEED_KEYS",
     "Row",
     "env_csv",
+    "fit_labels",
     "format_memory",
     "format_time",
     "render_env",
@@ -64,6 +67,10 @@ NOISY_NOTE = (
     f"{NOISY_MARK} noisy: IQR/median > {NOISY_IQR_PCT:g} % or the median's 95 % CI too wide; "
     "see time.noise"
 )
+# The old tool's model column: 30 characters; longer labels were cut.
+LABEL_WIDTH = 30
+# A label shortened to stay unique: its start, a tag from a hash of the whole label, its end.
+_TAG_CHARS, _TAIL_CHARS = 4, 10
 TIME_HEADER = "Time in s"
 MEMORY_HEADER = "Memory in MB"
 
@@ -94,9 +101,32 @@ def format_memory(mib: Optional[float]) -> str:
     return "N/A" if mib is None else str(int(mib))
 
 
+def _shortened(label: str, width: int) -> str:
+    """``bert-base[hidd~3f2a~_layers=6]``: start ~ tag ~ end, exactly ``width`` characters."""
+    tag = hashlib.sha256(label.encode()).hexdigest()[:_TAG_CHARS]
+    head = width - _TAG_CHARS - _TAIL_CHARS - 2
+    return f"{label[:head]}~{tag}~{label[-_TAIL_CHARS:]}"
+
+
+def fit_labels(labels: Iterable[str], width: int = LABEL_WIDTH) -> Dict[str, str]:
+    """What the model column shows for each label: the label cut at ``width`` as the old tool
+    did, unless two different labels would then look alike; those are shortened in the middle
+    with a tag from a hash of the whole label (stable across runs and tables)."""
+    by_cut: Dict[str, set] = {}
+    for label in labels:
+        by_cut.setdefault(label[:width], set()).add(label)
+    shown = {}
+    for cut, group in by_cut.items():
+        for label in group:
+            unique = len(group) == 1 or len(label) <= width
+            shown[label] = cut if unique else _shortened(label, width)
+    return shown
+
+
 def render_section(label: str, header: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     """One titled table, exactly as the old tool printed it; ``notes`` explain row marks."""
     is_time = header == TIME_HEADER
+    shown = fit_labels(row.model for row in rows)
     lines = [title(label), 80 * "-"]
     lines.append(
         "Model Name".center(30)
@@ -114,7 +144,7 @@ def render_section(label: str, header: str, rows: Sequence[Row], notes: Sequence
         # The old tool printed rows with print(a, b, c): one space between its last three
         # parts. The seed's tables show those spaces; we keep them, byte for byte.
         lines.append(
-            row.model[:30].center(30)
+            shown[row.model].center(LABEL_WIDTH)
             + str(row.batch_size).center(15)
             + " "
             + str(row.sequence_length).center(15)
@@ -124,6 +154,8 @@ def render_section(label: str, header: str, rows: Sequence[Row], notes: Sequence
     lines.append(80 * "-")
     if is_time and any(r.noisy and r.value is not None for r in rows):
         lines.append(NOISY_NOTE)
+    shortened = dict.fromkeys(r.model for r in rows if shown[r.model] != r.model[:LABEL_WIDTH])
+    lines += [f"{shown[full]} = {full}" for full in shortened]
     lines.extend(notes)
     return "\n".join(lines)
 
