@@ -40,9 +40,12 @@ class CollectTables(Callback):
         self._job_started = 0.0
         self._job_started_utc = ""
         self._sweep_dir: Optional[Path] = None  # set for a multirun
+        self._rounds = 1
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._sweep_dir = Path(config.hydra.sweep.dir)
+        # The validating sweeper runs the cells once per timing round: a line per cell and round.
+        self._rounds = int(config.timing.rounds)
 
     # -- a single run (no -m): no sweeper, so the manifest is written here --------------------
 
@@ -80,6 +83,8 @@ class CollectTables(Callback):
             self._progress = self._start_progress(self._sweep_dir or folder)
         kept = (record.finished_utc or "") < self._job_started_utc
         cell = cell_text(record, record.overrides, self._varying)
+        if self._rounds > 1:
+            cell += f", round {record.rounds or 1}/{self._rounds}"
         self._progress.emit(record, wall_s, kept, cell)
 
     def _start_progress(self, sweep_dir: Path) -> Progress:
@@ -90,7 +95,7 @@ class CollectTables(Callback):
         if manifest is None:  # a single run, or a sweeper that wrote none
             return Progress(total=1, stream=sys.stdout)
         self._varying = varying_overrides(manifest.jobs)
-        return Progress(total=manifest.total, stream=sys.stdout)
+        return Progress(total=manifest.total * self._rounds, stream=sys.stdout)
 
     # -- the end -------------------------------------------------------------------------------
 
