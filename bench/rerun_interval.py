@@ -7,8 +7,10 @@ Runs the same cell (bert-base with 4 layers, batch 4, seq 64, inference) in ``--
 consecutive sweeps for each ``timing.rounds`` setting, and prints per run the median, the
 interval the tables and ``ci95_low_s``/``ci95_high_s`` report, its half-width and which noise
 checks fired; then the pooled median of every sample of those runs and in how many runs the
-reported interval holds it (the target: at least 4 of 5), and each setting's wall time.
-Results go to ``bench/results/``.
+reported interval holds it (the target: at least 4 of 5), and each setting's wall time. For
+comparison it also scores, from the same samples, the intervals other methods would have
+reported: the pooled samples' CI alone (what one round claims), and the pooled CI united with
+the range of the round medians instead of their t-interval. Results go to ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
+
+from sweeper.measure.stats import TimeStats
 
 REPO = Path(__file__).resolve().parent.parent
 CELL = [
@@ -54,6 +58,51 @@ def one_run(out: Path, name: str, rounds: int, framework: str) -> dict:
     (path,) = sweep_dir.rglob("record.json")
     timing = json.loads(path.read_text())["results"]["inference"]["time"]
     return {"wall_s": wall_s, **timing}
+
+
+def _pooled(stats: TimeStats) -> Optional[Tuple[float, float]]:
+    return stats.pooled_ci95_s
+
+
+def _with_range(stats: TimeStats) -> Optional[Tuple[float, float]]:
+    pooled, medians = stats.pooled_ci95_s, stats.round_medians_s
+    if pooled is None:
+        return None
+    return min(pooled[0], *medians), max(pooled[1], *medians)
+
+
+METHODS: Dict[str, Callable[[TimeStats], Optional[Tuple[float, float]]]] = {
+    "reported (pooled CI + t of round medians)": lambda stats: stats.ci95_s,
+    "pooled CI alone": _pooled,
+    "pooled CI + range of round medians": _with_range,
+}
+
+
+def score(runs: List[dict], pooled_median: float) -> List[str]:
+    """For each method: in how many runs its interval holds the pooled median, median width."""
+    lines = []
+    for name, method in METHODS.items():
+        holds, widths = 0, []
+        for run in runs:
+            stats = TimeStats(
+                samples_s=run["samples_s"],
+                target_ci_pct=run["target_ci_pct"],
+                round_sizes=run.get("round_sizes"),
+            )
+            interval = method(stats)
+            if interval is None:
+                continue
+            holds += interval[0] <= pooled_median <= interval[1]
+            widths.append(
+                100
+                * max(stats.median_s - interval[0], interval[1] - stats.median_s)
+                / stats.median_s
+            )
+        lines.append(
+            f"    {name:<45} holds {holds} of {len(runs)}, median +-"
+            f"{statistics.median(widths) if widths else float('nan'):.1f} %"
+        )
+    return lines
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -53,13 +53,15 @@ def test_the_manifest_lists_every_job_with_its_folder_and_identity(swept):
 def test_one_progress_line_per_finished_cell(swept):
     _, _, proc = swept
     lines = [line for line in proc.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
-    assert len(lines) == 3
+    assert len(lines) == 6  # three cells, two rounds (timing.rounds' default): a pass each
     pattern = (
-        r"\[{i}/3\] tiny-bert pt cpu b1 s{seq}: ok [0-9.e-]+ s\*? ±[0-9.]+ %, \d+ MB \(\d+\.\d s"
+        r"\[{i}/6\] tiny-bert pt cpu b1 s{seq}, round {r}/2: ok [0-9.e-]+ s\*?(?: ±[0-9.]+ %)?, "
+        r"\d+ MB \(\d+\.\d s"
     )
-    for i, (line, seq) in enumerate(zip(lines, SEQS), 1):
-        assert re.match(pattern.format(i=i, seq=seq), line), line
-    assert "; ETA " in lines[0] and "ETA" not in lines[2]
+    passes = [(seq, r) for r in (1, 2) for seq in SEQS]
+    for i, (line, (seq, r)) in enumerate(zip(lines, passes), 1):
+        assert re.match(pattern.format(i=i, seq=seq, r=r), line), line
+    assert "; ETA " in lines[0] and "ETA" not in lines[5]
     assert "\033[" not in proc.stdout  # not a terminal: no colour
 
 
@@ -114,7 +116,7 @@ def test_the_same_sweep_from_python_keeps_every_cell(swept):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ROWS 3 [8, 16, 32] {'ok'}" in proc.stdout
-    assert proc.stdout.count("(kept from an earlier run)") == 3
+    assert proc.stdout.count("(kept from an earlier run)") == 6  # three cells, two passes
     assert "REFUSED sweeper: bad input: batch=0 must be a positive integer" in proc.stdout
     # Refused before any job ran: no record, no manifest (Hydra made the folder itself).
     assert not list((root / "never").rglob("record.json"))

@@ -110,7 +110,8 @@ class Progress:
         if left and self.measured_s:
             eta = sum(self.measured_s) / len(self.measured_s) * left
             timing += f"; ETA {duration_text(eta)}"
-        result = record_text(record)
+        # A kept record was reported when it was measured: its status, not its error again.
+        result = record.status.value if kept else record_text(record)
         status, _, rest = result.partition(" ")
         result = self._colour(record.status, status) + (f" {rest}" if rest else "")
         return f"[{self.done}/{self.total}] {cell}: {result} ({timing})"
