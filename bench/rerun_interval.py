@@ -145,6 +145,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"median half-width {statistics.median(r['ci95_halfwidth_pct'] for r in runs):.1f} %"
             f"; wall time per run {statistics.mean(walls):.1f} s"
         )
+        print("  the same samples, scored by interval method:")
+        print("\n".join(score(runs, pooled)))
     print(f"\nlogs and sweep folders: {out}")
     return 0
 

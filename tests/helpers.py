@@ -26,8 +26,20 @@ TINY_BERT = [
     "model.intermediate_size=64",
     "model.vocab_size=1000",
 ]
-# Short timing for end-to-end tests: we test the plumbing here, precision in test_timing.py.
-QUICK = ["timing.min_time_s=0.05", "timing.max_time_s=1", "timing.warmup_min_s=0.05"]
+
+
+def quick(rounds: int = 1) -> List[str]:
+    """Short timing for end-to-end tests (the plumbing; precision is test_timing.py's), in
+    ``rounds`` rounds (timing.rounds: passes of the sweep)."""
+    return [
+        "timing.min_time_s=0.05",
+        "timing.max_time_s=1",
+        "timing.warmup_min_s=0.05",
+        f"timing.rounds={rounds}",
+    ]
+
+
+QUICK = quick()
 
 
 def default_timing(**changes: Any) -> TimingConfig:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, table_rows
+from tests.helpers import QUICK, TINY_BERT, quick, records, run_sweeper, table_rows
 
 SECTIONS = (
     "INFERENCE - SPEED - RESULT",
@@ -23,7 +23,7 @@ def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
     proc = run_sweeper(
         [
             *TINY_BERT,
-            *QUICK,
+            *quick(rounds=2),
             f"framework={framework}",
             "batch=2",
             "seq=8,16",
@@ -67,7 +67,7 @@ def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
                     ("tf", "training"): "TFBertForMaskedLM",
                 }[framework, mode]
             )
-            assert timing["rounds"] == 2 and len(result["rounds"]) == 2  # the default
+            assert timing["rounds"] == 2 and len(result["rounds"]) == 2
             assert sum(timing["round_sizes"]) == timing["timed_calls"]
             phases = result["phases_s"]
             if framework == "pt":  # a builder per mode built the model once, for both cells

@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from tests.helpers import QUICK, TINY_BERT, run_sweeper, sweeper_env
+from tests.helpers import QUICK, TINY_BERT, quick, run_sweeper, sweeper_env
 from tests.synthetic import make_record, write_record
 
 SEQS = (8, 16, 32)
-ARGS = [*TINY_BERT, *QUICK, "batch=1", "seq=8,16,32"]
+ARGS = [*TINY_BERT, *quick(rounds=2), "batch=1", "seq=8,16,32"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_the_manifest_lists_every_job_with_its_folder_and_identity(swept):
 def test_one_progress_line_per_finished_cell(swept):
     _, _, proc = swept
     lines = [line for line in proc.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
-    assert len(lines) == 6  # three cells, two rounds (timing.rounds' default): a pass each
+    assert len(lines) == 6  # three cells, two rounds: a pass each
     pattern = (
         r"\[{i}/6\] tiny-bert pt cpu b1 s{seq}, round {r}/2: ok [0-9.e-]+ s\*?(?: ±[0-9.]+ %)?, "
         r"\d+ MB \(\d+\.\d s"

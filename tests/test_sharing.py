@@ -57,7 +57,7 @@ def test_cells_of_one_model_share_one_build(tmp_path, sweep_dir):
 
 def test_a_shared_build_measures_what_an_own_build_measures(tmp_path):
     """seq=64 alone (its builder's first cell) and after seq=8 (the same builder's second)."""
-    timing = ["timing.min_time_s=1", "timing.max_time_s=4"]
+    timing = ["timing.min_time_s=1", "timing.max_time_s=4", "timing.rounds=1"]
     alone, after = tmp_path / "alone", tmp_path / "after"
     for folder, seqs in ((alone, "64"), (after, "8,64")):
         proc = run_sweeper(
