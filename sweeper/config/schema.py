@@ -271,6 +271,7 @@ class PtConfig:
     name: FrameworkName = FrameworkName.pt
     torchscript: bool = MISSING  # trace the model with torch.jit.trace (inference only)
     fp16: bool = MISSING  # model.half(); needs device=cuda
+    default_rounds: int = MISSING  # timing.rounds unless set: what a round costs differs
 
 
 @dataclass
@@ -278,6 +279,7 @@ class TfConfig:
     name: FrameworkName = FrameworkName.tf
     eager_mode: bool = MISSING  # run op by op instead of a traced tf.function graph
     use_xla: bool = MISSING  # compile the graph with XLA (jit_compile=True); not with eager_mode
+    default_rounds: int = MISSING  # timing.rounds unless set: what a round costs differs
 
 
 @dataclass
