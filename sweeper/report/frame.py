@@ -13,12 +13,13 @@ pandas is imported here, not by the collector's modules that only print tables.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import pandas as pd
 
-from ..record import Record
+from ..record import Cell, Record
 from .select import Selection, select
 from .variation import label_of, option_columns, ordered, variations
 
@@ -48,7 +49,7 @@ FRAME_COLUMNS = (
     "label",
     "record",
 )
-COORDINATES = ("model", "framework", "device", "batch_size", "sequence_length")
+COORDINATES = tuple(f.name for f in fields(Cell))  # model, framework, device, batch, seq
 _FLOATS = (
     "median_s",
     "ci95_low_s",
