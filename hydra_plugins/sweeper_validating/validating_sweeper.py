@@ -27,8 +27,9 @@ ConfigStore.instance().store(
 
 class ValidatingSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        from sweeper.config.job import InputError, job_from_config
+        from sweeper.config.job import InputError, job_from_config, refuse_preset_lists
 
+        refuse_preset_lists(self.config.hydra.overrides.task)
         if not batch:
             task = list(self.config.hydra.overrides.task)
             params = dict(self.params or {})

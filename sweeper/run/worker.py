@@ -153,6 +153,8 @@ def run(spec: Dict[str, Any], result_path: Path) -> ModeResult:
         backend.sync()
         result.phases_s["build_s"] = time.perf_counter() - tic
         result.model_class = type(backend.model).__name__
+        result.model_config = backend.model_config
+        result.model_parameters = backend.model_parameters
         # Peak of this fresh process so far (imports and model build), before any reset.
         result.build_peak_rss_mib = peak_rss_mib()
         if config.memory_limit_mib is not None:
