@@ -46,4 +46,4 @@ class ValidatingSweeper(BasicSweeper):
             try:
                 job_from_config(cfg, list(overrides))
             except InputError as exc:
-                raise InputError(f"{exc} (in the job {' '.join(overrides)})") from None
+                raise type(exc)(f"{exc} (in the job {' '.join(overrides)})") from None

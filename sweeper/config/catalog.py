@@ -76,12 +76,14 @@ class Labels(str, Enum):
 
 # The auto tables whose heads sweeper can train, with the labels each takes, in the order the
 # training default is looked up: the old tool's MODEL_WITH_LM_HEAD_MAPPING first, then the other
-# language-model heads, then sequence classification for families with no LM head at all.
+# language-model heads (sequence-to-sequence before causal: MBart has both, and its causal class
+# is the decoder alone; masked before causal: an encoder's own objective), then sequence
+# classification for families with no LM head at all.
 TRAINING_TABLES = (
     ("MODEL_WITH_LM_HEAD_MAPPING_NAMES", Labels.tokens),
-    ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", Labels.tokens),
-    ("MODEL_FOR_MASKED_LM_MAPPING_NAMES", Labels.tokens),
     ("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", Labels.tokens),
+    ("MODEL_FOR_MASKED_LM_MAPPING_NAMES", Labels.tokens),
+    ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", Labels.tokens),
     ("MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", Labels.sequence),
     ("MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES", Labels.token),
     ("MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES", Labels.span),

@@ -382,7 +382,7 @@ def positions_limit(model: ModelConfig) -> Optional[Tuple[int, int]]:
     """
     hf_config = build_config(model)
     positions = _int(getattr(hf_config, "max_position_embeddings", None))
-    if positions is None:
+    if positions is None or positions <= 0:  # XLNetConfig says -1: no limit
         return None
     offset = 0
     pad = _int(getattr(hf_config, "pad_token_id", None))
