@@ -49,6 +49,10 @@ _FILE_ONLY_KEYS = ("model_type", "_name_or_path", "transformers_version", "_comm
 _ENCODER, _DECODER = "encoder_", "decoder_"
 
 _LIST_LIMIT = 40  # names shown in a message before "... and N more"
+# difflib's similarity above which a name counts as a misspelling of a key: 0.8 takes
+# hiden_size -> hidden_size (0.95) and num_layers -> n_layers (0.89) but not n_embd -> n_heads
+# (0.62, difflib's default cutoff is 0.6): a suggestion must not change the meaning.
+_SPELLING_CUTOFF = 0.8
 # PretrainedConfig's keys named in an unknown-key message (all of them are accepted).
 _COMMON_SHOWN = (
     "pad_token_id",
@@ -138,7 +142,7 @@ def _listing(names: Sequence[str]) -> str:
 
 def _unknown(keys: catalog.ConfigKeys, model_type: str, path: str, key: str) -> str:
     known = keys.names()
-    close = difflib.get_close_matches(key, known, n=1)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=_SPELLING_CUTOFF)
     lines = [f"unknown key {path}{key}: {keys.name} (model_type={model_type}) has no key '{key}'."]
     if close:
         meaning = f" (an alias of {keys.aliases[close[0]]})" if close[0] in keys.aliases else ""
