@@ -222,6 +222,18 @@ def test_pretrained_folder_with_overrides_on_top(compose_config, checkpoint):
     assert job.config.model.config["n_layer"] == 3
 
 
+def test_pretrained_nested_config_keys_go_on_top_key_by_key(compose_config, tmp_path):
+    config = {"model_type": "gemma3", "text_config": {"hidden_size": 96, "num_hidden_layers": 3}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    overrides = [
+        "model=auto",
+        f"model.pretrained={tmp_path}",
+        "model.text_config.num_hidden_layers=2",
+    ]
+    hf_config, _ = built(compose_config, overrides)
+    assert (hf_config.text_config.hidden_size, hf_config.text_config.num_hidden_layers) == (96, 2)
+
+
 def test_pretrained_refusals(compose_config, checkpoint, tmp_path):
     with pytest.raises(InputError) as info:
         make_job(compose_config, ["model=auto", f"model.pretrained={tmp_path}"])

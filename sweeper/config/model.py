@@ -252,7 +252,7 @@ def resolve(node: Mapping[str, Any], overrides: Sequence[str] = ()) -> Dict[str,
         raise InputError(
             f"model.model_type={model.model_type} is not a model type of transformers "
             f"{catalog.transformers_module().__version__}"
-            + (f"; did you mean {' or '.join(close)}?" if close else "; ")
+            + (f"; did you mean {' or '.join(close)}?" if close else ";")
             + " python -m sweeper --info models lists them all"
         )
     keys = catalog.config_keys(cls)
@@ -266,6 +266,9 @@ def resolve(node: Mapping[str, Any], overrides: Sequence[str] = ()) -> Dict[str,
     if problems:
         raise InputError("; ".join(problems))
     model.config = {**start, **given}
+    for key, value in given.items():  # a nested config's keys go on top of the file's, key by key
+        if isinstance(value, Mapping) and isinstance(start.get(key), Mapping):
+            model.config[key] = {**start[key], **value}
     if model.architecture:
         check_architecture(model.architecture, model.model_type)
     build_config(model)  # the class checks the values itself

@@ -1,7 +1,9 @@
 """The framework interface: build the model, make inputs, run a step, wait for the device.
 
 Implementations live in ``pt.py`` and ``tf.py`` and are imported by name only when chosen, so a
-PyTorch cell never imports TensorFlow and the collector imports neither.
+PyTorch cell never imports TensorFlow and the collector imports neither. What both build is
+planned here, for any model type, from transformers itself (:class:`ModelPlan`): the class from
+its auto tables, the inputs and training labels from that class's ``forward`` / ``call``.
 """
 
 from __future__ import annotations
