@@ -110,7 +110,11 @@ def _child(model_type: str, framework: str, base: Dict, write_fd: int) -> None:
             outcome = {"status": "oom", "reason": f"over {HEADROOM_MIB} MiB"}
         except BaseException as exc:  # every failure is an outcome
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            outcome = {"status": "error", "reason": f"{type(exc).__name__}: {first}"}
+            oom = "can't allocate memory" in first  # the CPU allocator under the cap
+            outcome = {
+                "status": "oom" if oom else "error",
+                "reason": f"over {HEADROOM_MIB} MiB" if oom else f"{type(exc).__name__}: {first}",
+            }
         os.write(write_fd, json.dumps(outcome).encode())
     except BaseException:
         code = 1
@@ -141,6 +145,8 @@ def _collect(pid: int, read_fd: int, limit_s: float) -> Dict[str, str]:
 
 def serve(framework: str, model_types: List[str], limit_s: float) -> None:
     """Import the framework once, then fork a child per model type; print JSON lines."""
+    channel = os.fdopen(os.dup(1), "w", buffering=1)  # the JSON lines; all else goes to stderr
+    os.dup2(2, 1)
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -164,7 +170,8 @@ def serve(framework: str, model_types: List[str], limit_s: float) -> None:
             os.close(write_fd)
             outcome = _collect(pid, read_fd, limit_s)
             os.close(read_fd)
-        print(json.dumps({"model_type": model_type, "framework": framework, **outcome}), flush=True)
+        channel.write(json.dumps({"model_type": model_type, "framework": framework, **outcome}))
+        channel.write("\n")
 
 
 # ------------------------------------------------------------------------------------------------
