@@ -106,6 +106,33 @@ def test_a_user_preset_in_a_config_dir_with_an_alias(compose_config, tmp_path):
         make_job(compose_config, ["model=bert_typo"], searchpath=tmp_path)
 
 
+@pytest.mark.parametrize("multirun", [[], ["-m"]], ids=["run", "multirun"])
+def test_keys_of_a_config_dir_preset_are_checked_before_any_job(tmp_path, sweep_dir, multirun):
+    conf = tmp_path / "paper" / "conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "model" / "bert_typo.yaml").write_text(
+        "defaults: [bert_base, _self_]\nname: bert-typo\nhiden_size: 384\n"
+    )
+    proc = run_sweeper(
+        [
+            "--config-dir",
+            str(conf),
+            "model=bert_typo",
+            f"hydra.sweep.dir={sweep_dir}",
+            f"hydra.run.dir={sweep_dir}",
+            *multirun,
+        ],
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "sweeper: unknown key model.hiden_size: BertConfig (model_type=bert) has no key "
+        "'hiden_size'.\nDid you mean model.hidden_size?\n"
+    ) in proc.stderr
+    assert not list(sweep_dir.rglob("record.json")) and not list(sweep_dir.rglob("worker-*"))
+
+
 def test_did_you_mean_draws_on_the_class_own_names_only(compose_config):
     with pytest.raises(UnknownKeyError) as info:
         make_job(compose_config, ["model=distilbert_base", "model.hiden_size=384"])
