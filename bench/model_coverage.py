@@ -39,7 +39,8 @@ README = REPO / "README.md"
 MARKERS = ("<!-- model-coverage -->", "<!-- /model-coverage -->")
 
 # Tiny sizes, set through these names wherever the config class takes them (a key, an alias or
-# an attribute derived from one). Hidden 128 over 2 heads leaves 64 per head: rotary families
+# an attribute derived from one), and in each of its nested configs (a multimodal model's
+# text_config and vision_config). Hidden 128 over 2 heads leaves 64 per head: rotary families
 # (GPT-J's rotary_dim=64) need that much. Vocabulary and other keys keep the class's defaults.
 TINY = {
     "hidden_size": 128,
@@ -60,16 +61,48 @@ FRAMEWORKS = ("pt", "tf")
 # In the framework process
 
 
-def _tiny(model_type: str) -> Dict[str, int]:
+def _tiny_keys(cls: type) -> Dict[str, int]:
+    """TINY's names that ``cls`` takes, one per key it sets (EfficientLoFTR aliases
+    num_key_value_heads to num_attention_heads: the first name wins)."""
+    from sweeper.config import catalog
+
+    keys = catalog.config_keys(cls)
+    chosen: Dict[str, int] = {}
+    targets = set()
+    for name, value in TINY.items():
+        if keys.is_key(name):
+            target = name
+        else:
+            target = keys.aliases.get(name) or catalog.derived_from(cls, name)
+        if target and target not in targets:
+            chosen[name] = value
+            targets.add(target)
+    return chosen
+
+
+def _tiny(model_type: str) -> Dict[str, object]:
+    """TINY for the model type's class and for each of its nested configs (a multimodal model's
+    text_config and vision_config: model.text_config.hidden_size=128 and so on)."""
     from sweeper.config import catalog
 
     cls = catalog.config_class(model_type)
-    keys = catalog.config_keys(cls)
-    return {
-        name: value
-        for name, value in TINY.items()
-        if keys.is_key(name) or name in keys.aliases or catalog.derived_from(cls, name)
-    }
+    tiny: Dict[str, object] = dict(_tiny_keys(cls))
+    for name in catalog.config_keys(cls).sub_configs:
+        sub = catalog.sub_config_class(cls, name, {})
+        sub_tiny = _tiny_keys(sub) if sub else {}
+        if sub_tiny:
+            tiny[name] = sub_tiny
+    return tiny
+
+
+def _overrides(tiny: Dict[str, object], prefix: str = "model.") -> List[str]:
+    out = []
+    for name, value in tiny.items():
+        if isinstance(value, dict):
+            out += _overrides(value, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}={value}")
+    return out
 
 
 def _attempt(model_type: str, framework: str, base: Dict) -> Dict[str, str]:
@@ -81,7 +114,7 @@ def _attempt(model_type: str, framework: str, base: Dict) -> Dict[str, str]:
     tiny = _tiny(model_type)
     data = dict(base, model={"model_type": model_type, **tiny}, batch=BATCH, seq=SEQ)
     try:
-        job = make_job(data, [f"model.{k}={v}" for k, v in tiny.items()])
+        job = make_job(data, _overrides(tiny))
     except InputError as exc:
         return {"status": "refused", "reason": str(exc)}
     problem = cell_problem(job)

@@ -163,7 +163,8 @@ def test_did_you_mean_draws_on_the_class_own_names_only(compose_config):
         ),
         (
             ["model=auto", "model.model_type=gemma3", "model.text_config.hiden_size=32"],
-            "unknown key model.text_config.hiden_size: Gemma3TextConfig (model_type=gemma3) has "
+            "unknown key model.text_config.hiden_size: Gemma3TextConfig (model_type=gemma3_text) "
+            "has "
             "no key 'hiden_size'.\nDid you mean model.text_config.hidden_size?",
         ),
         (["model.name=[a,b]"], "model.name=['a', 'b'] must be a name (text) or null"),
@@ -181,6 +182,23 @@ def test_nested_config_keys_reach_the_sub_config(compose_config):
         ["model=auto", "model.model_type=gemma3", "model.text_config.hidden_size=64"],
     )
     assert hf_config.text_config.hidden_size == 64
+    # Llava's text model is any model type (AutoConfig): checked against the one it builds.
+    llava = ["model=auto", "model.model_type=llava"]
+    hf_config, _ = built(compose_config, [*llava, "model.text_config.num_hidden_layers=2"])
+    assert (type(hf_config.text_config).__name__, hf_config.text_config.num_hidden_layers) == (
+        "LlamaConfig",
+        2,
+    )
+    hf_config, _ = built(
+        compose_config,
+        [*llava, "model.text_config.model_type=qwen2", "model.text_config.hidden_size=64"],
+    )
+    assert (type(hf_config.text_config).__name__, hf_config.text_config.hidden_size) == (
+        "Qwen2Config",
+        64,
+    )
+    with pytest.raises(UnknownKeyError, match="unknown key model.text_config.n_embd: LlamaConfig"):
+        make_job(compose_config, [*llava, "model.text_config.n_embd=64"])
 
 
 # ------------------------------------------------------------------------------------------------

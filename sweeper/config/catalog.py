@@ -47,6 +47,7 @@ __all__ = [
     "model_types",
     "owners",
     "positions_after_padding",
+    "sub_config_class",
     "training_class",
     "transformers_module",
 ]
@@ -211,6 +212,25 @@ def derived_from(cls: type, attribute: str) -> Optional[str]:
         if getattr(probe, attribute, before) != before:
             found.append(key)
     return found[0] if len(found) == 1 else None
+
+
+def sub_config_class(cls: type, name: str, value: Mapping[str, object]) -> Optional[type]:
+    """The config class of ``cls``'s nested config ``name`` given as ``value``, or None.
+
+    ``sub_configs`` names it, unless it says AutoConfig (Llava: any text model); then the
+    nested ``model_type`` decides, else the class the parent builds by default.
+    """
+    base = transformers_module("transformers.configuration_utils").PretrainedConfig
+    declared = config_keys(cls).sub_configs.get(name)
+    if isinstance(value.get("model_type"), str):
+        return config_class(value["model_type"])
+    if isinstance(declared, type) and issubclass(declared, base):
+        return declared
+    try:
+        default = getattr(cls(), name, None)
+    except Exception:
+        return None
+    return type(default) if isinstance(default, base) else None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -190,8 +190,17 @@ def _resolve_keys(
         if key in _MANAGED_KEYS:
             problems.append(f"{path}{key} is set by sweeper; use {_MANAGED_KEYS[key]}")
         elif key in keys.sub_configs and isinstance(value, Mapping):
-            sub = catalog.config_keys(keys.sub_configs[key])
-            plain[key] = _resolve_keys(sub, model_type, value, set(), f"{path}{key}.", problems)
+            sub_cls = catalog.sub_config_class(keys.cls, key, value)
+            if sub_cls is None:  # nothing to check it against: the parent class judges it
+                plain[key] = dict(value)
+                continue
+            sub = catalog.config_keys(sub_cls)
+            inner = {k: v for k, v in value.items() if k != "model_type"}
+            sub_type = getattr(sub_cls, "model_type", "") or model_type
+            nested = _resolve_keys(sub, sub_type, inner, set(), f"{path}{key}.", problems)
+            if "model_type" in value:  # a nested config may name its own type (Llava's text)
+                nested["model_type"] = value["model_type"]
+            plain[key] = nested
         elif keys.is_key(key):
             plain[key] = value
         elif key in keys.aliases:

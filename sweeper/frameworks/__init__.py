@@ -224,7 +224,10 @@ def plan_model(transformers: object, mode: str, config: Config, tf: bool) -> Mod
     sizes = [getattr(text, key, None) for key in _VOCAB_KEYS]
     sizes = [n for n in sizes if isinstance(n, int) and not isinstance(n, bool) and n > 0]
     if not sizes:
-        raise CellError(f"{type(hf_config).__name__} has no vocab_size: no token ids to feed")
+        raise CellError(
+            f"{type(hf_config).__name__} has no vocab_size (model_type={model_type}): no token "
+            "ids to feed; set model.vocab_size if the class takes one"
+        )
     return ModelPlan(
         cls=cls,
         hf_config=hf_config,
