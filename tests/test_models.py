@@ -13,7 +13,7 @@ import pytest
 
 from sweeper.config import catalog
 from sweeper.config.job import InputError, cell_problem, config_identity, job_from_config
-from sweeper.config.model import build_config, positions_limit, shape_problem
+from sweeper.config.model import build_config, positions_limit, resolve, shape_problem
 from sweeper.config.problems import UnknownKeyError
 from sweeper.run.app import hydra_argv
 from tests.helpers import REPO, records, run_sweeper, sweeper_env
@@ -199,6 +199,36 @@ def test_nested_config_keys_reach_the_sub_config(compose_config):
     )
     with pytest.raises(UnknownKeyError, match="unknown key model.text_config.n_embd: LlamaConfig"):
         make_job(compose_config, [*llava, "model.text_config.n_embd=64"])
+
+
+def test_every_model_type_resolves_or_is_refused_cleanly(monkeypatch):
+    """model=auto model.model_type=T for all 421 types, with the class defaults and with a
+    misspelt key: an answer or an InputError, never a traceback (DetrConfig's sub_configs is a
+    property; EdgeTAM's default config would fetch a backbone from the Hub: offline here)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    refused = []
+    for model_type in catalog.model_types():
+        try:
+            assert resolve({"model_type": model_type})["model_type"] == model_type
+        except InputError:
+            refused.append(model_type)
+        with pytest.raises(UnknownKeyError, match="has no key 'no_such_key'"):
+            resolve({"model_type": model_type, "no_such_key": 1})
+    # Composite configs that need their parts named, and EdgeTAM's Hub backbone.
+    assert sorted(refused) == [
+        "edgetam",
+        "edgetam_vision_model",
+        "encoder-decoder",
+        "musicgen",
+        "musicgen_melody",
+        "nougat",
+        "rag",
+        "speech-encoder-decoder",
+        "vision-encoder-decoder",
+        "vision-text-dual-encoder",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -180,9 +180,21 @@ def config_keys(cls: type) -> ConfigKeys:
         cls=cls,
         own=tuple(own),
         common=common,
-        aliases=dict(getattr(cls, "attribute_map", None) or {}),
-        sub_configs=dict(getattr(cls, "sub_configs", None) or {}),
+        aliases=_class_mapping(cls, "attribute_map"),
+        sub_configs=_class_mapping(cls, "sub_configs"),
     )
+
+
+def _class_mapping(cls: type, name: str) -> Dict[str, object]:
+    """A dict class attribute of a config class; where the class computes it in a property
+    (DetrConfig's sub_configs follow its backbone), the default instance's."""
+    value = getattr(cls, name, None)
+    if not isinstance(value, Mapping):
+        try:
+            value = getattr(cls(), name, None)
+        except Exception:
+            value = None
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 @functools.cache
