@@ -199,6 +199,18 @@ def test_nested_config_keys_reach_the_sub_config(compose_config):
     )
     with pytest.raises(UnknownKeyError, match="unknown key model.text_config.n_embd: LlamaConfig"):
         make_job(compose_config, [*llava, "model.text_config.n_embd=64"])
+    # Mask2Former builds its backbone from a dict only with a model_type: the one checked against.
+    mask2former = [
+        "model=auto",
+        "model.model_type=mask2former",
+        "model.backbone_config.embed_dim=48",
+    ]
+    hf_config, job = built(compose_config, mask2former)
+    assert job.config.model.config["backbone_config"] == {"embed_dim": 48, "model_type": "swin"}
+    assert (type(hf_config.backbone_config).__name__, hf_config.backbone_config.embed_dim) == (
+        "SwinConfig",
+        48,
+    )
 
 
 def test_every_model_type_resolves_or_is_refused_cleanly(monkeypatch):

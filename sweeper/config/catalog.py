@@ -233,9 +233,9 @@ def sub_config_class(cls: type, name: str, value: Mapping[str, object]) -> Optio
     nested ``model_type`` decides, else the class the parent builds by default.
     """
     base = transformers_module("transformers.configuration_utils").PretrainedConfig
-    declared = config_keys(cls).sub_configs.get(name)
     if isinstance(value.get("model_type"), str):
         return config_class(value["model_type"])
+    declared = config_keys(cls).sub_configs.get(name)
     if isinstance(declared, type) and issubclass(declared, base):
         return declared
     try:

@@ -17,6 +17,7 @@ the same aliases, for every family.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from pathlib import Path
@@ -196,10 +197,13 @@ def _resolve_keys(
                 continue
             sub = catalog.config_keys(sub_cls)
             inner = {k: v for k, v in value.items() if k != "model_type"}
-            sub_type = getattr(sub_cls, "model_type", "") or model_type
+            sub_type = value.get("model_type") or getattr(sub_cls, "model_type", "")
             nested = _resolve_keys(sub, sub_type, inner, set(), f"{path}{key}.", problems)
-            if "model_type" in value:  # a nested config may name its own type (Llava's text)
-                nested["model_type"] = value["model_type"]
+            # The nested config names the type it was checked against, as transformers' own
+            # config.json files do: a parent that takes any type (Llava's text model,
+            # Mask2Former's backbone) cannot build a dict without it.
+            if sub_type:
+                nested["model_type"] = sub_type
             plain[key] = nested
         elif keys.is_key(key):
             plain[key] = value
@@ -288,7 +292,7 @@ def build_config(model: ModelConfig):
     """The transformers config object of a resolved model (in the Hydra process: no framework)."""
     cls = catalog.config_class(model.model_type)
     try:
-        return cls(**model.config)
+        return cls(**copy.deepcopy(model.config))  # some classes pop from nested dicts
     except Exception as exc:
         raise InputError(
             f"{cls.__name__} (model_type={model.model_type}) refused the model's values: "

@@ -9,6 +9,7 @@ its auto tables, the inputs and training labels from that class's ``forward`` / 
 from __future__ import annotations
 
 import abc
+import copy
 import importlib
 import inspect
 import json
@@ -163,25 +164,27 @@ def plan_model(transformers: object, mode: str, config: Config, tf: bool) -> Mod
     framework = "tf" if tf else "pt"
     model = config.model
     model_type = model.model_type
-    hf_config = transformers.AutoConfig.for_model(model_type, **model.config)
+    # A copy: some classes pop from nested dicts (Mask2Former's backbone_config["model_type"]).
+    hf_config = transformers.AutoConfig.for_model(model_type, **copy.deepcopy(model.config))
     name, labels = _class_name(config, mode, framework)
     version = getattr(transformers, "__version__", "?")
     try:
         cls = getattr(transformers, name, None)
     except Exception as exc:  # a lazy import that fails: a missing optional dependency
         raise CellError(f"transformers cannot import {name}: {type(exc).__name__}: {exc}") from exc
+    chosen = f"model.architecture={model.architecture}" if model.architecture else "the default"
     if cls is None:
         raise CellError(
-            f"model.architecture={model.architecture}: transformers {version} has no "
-            f"{catalog.FRAMEWORKS[framework]} class {name}; its {model_type} classes: "
-            f"{_heads(model_type, framework)}; or set model.architecture=null for the defaults"
+            f"{chosen}: transformers {version} has no {catalog.FRAMEWORKS[framework]} class "
+            f"{name}; its {model_type} classes: {_heads(model_type, framework)}; or set "
+            "model.architecture=null for the defaults"
         )
     expected = getattr(cls, "config_class", None)
     if isinstance(expected, type) and not isinstance(hf_config, expected):
         raise CellError(
-            f"model.architecture={model.architecture}: {name} takes a {expected.__name__}, not "
-            f"the {type(hf_config).__name__} of model_type={model_type}; head classes of "
-            f"{model_type}: {_heads(model_type, framework)}"
+            f"{chosen}: {name} takes a {expected.__name__}, not the {type(hf_config).__name__} "
+            f"of model_type={model_type}; head classes of {model_type}: "
+            f"{_heads(model_type, framework)}"
         )
     signature = inspect.signature(cls.call if tf else cls.forward)
     params = {n: p for n, p in signature.parameters.items() if n != "self"}
