@@ -54,6 +54,15 @@ LIMIT_S = 90  # per model type and framework: import of its modules, build, one 
 HEADROOM_MIB = 6144  # address space a child may add to the framework process's
 
 OK, NOT_TRIED = "ok", "not tried"
+LEGEND = (
+    "*runs*: built and called; *no class*: transformers has no base-model class for that "
+    "framework (not tried); *not a text model*: its `forward` takes no `input_ids`; *needs ...*: "
+    "its `forward` requires inputs sweeper does not make; *refused*: the config class refused the "
+    "values before any job (composite configs that need their parts named, values the tiny sizes "
+    "make inconsistent, a backbone fetched from the Hub); *error*: any other exception, mostly "
+    "multimodal models that need their image, keys the tiny sizes leave inconsistent, or a missing "
+    "optional library; *oom*: over the 6 GiB cap (sizes the canonical keys do not reach)."
+)
 FRAMEWORKS = ("pt", "tf")
 
 
@@ -297,6 +306,7 @@ def summary(outcomes: List[Dict], version: str) -> str:
     )
     for kind in kinds:
         lines.append(f"| {kind} | " + " | ".join(str(counts[f][kind]) for f in frameworks) + " |")
+    lines += ["", LEGEND]
     return "\n".join(lines)
 
 
@@ -330,6 +340,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--types", nargs="+", help="model types (default: all)")
     parser.add_argument("--limit-s", type=float, default=LIMIT_S)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--from-json", action="store_true", help="rewrite the tables from the JSON")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("serve_types", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -342,17 +353,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     model_types = args.types or catalog.model_types()
     version = catalog.transformers_module().__version__
     tic = time.perf_counter()
-    outcomes = [o for f in args.frameworks for o in run_framework(f, model_types, args.limit_s)]
+    if args.from_json:
+        outcomes = json.loads(RESULTS.read_text())["outcomes"]
+    else:
+        outcomes = [o for f in args.frameworks for o in run_framework(f, model_types, args.limit_s)]
     text = summary(outcomes, version)
     print(text)
-    print(f"\n{len(outcomes)} attempts in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
+    if not args.from_json:
+        print(f"\n{len(outcomes)} attempts in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
     if args.no_write:
         return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"transformers_version": version, "tiny": TINY, "outcomes": outcomes}, indent=1)
-        + "\n"
-    )
+    if not args.from_json:
+        data = {"transformers_version": version, "tiny": TINY, "outcomes": outcomes}
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     TABLE.write_text(table(outcomes, version))
     readme = README.read_text()
     start, end = readme.find(MARKERS[0]), readme.find(MARKERS[1])
