@@ -12,9 +12,9 @@ these types, never the JSON keys. Layout (``SCHEMA_VERSION`` 1)::
     environment: the old tool's keys + more (sweeper.measure.env)
     overhead: {job_wall_s, warmup_and_timed_s, overhead_s, workers, per_mode, ...}
     results: {inference|training: {status, error, phase, phases_s, framework_runtime,
-              model_class, memory_limit, time: {...statistics, noise, samples_s},
-              memory: {...}, worker_*, build, rounds, started_utc, finished_utc, lock_wait_s,
-              locks}}
+              model_class, model_config, model_parameters, memory_limit,
+              time: {...statistics, noise, samples_s}, memory: {...}, worker_*, build, rounds,
+              started_utc, finished_utc, lock_wait_s, locks}}
 
 Keys this version does not know are kept (``extra``) and written back unchanged, so a record
 read and rewritten loses nothing. Standard library only: reports read records without any
@@ -393,6 +393,10 @@ class ModeResult:
     phases_s: Dict[str, float] = field(default_factory=dict)
     framework_runtime: Optional[Dict[str, Any]] = None
     model_class: Optional[str] = None
+    # The transformers config the model was built with (to_dict() plus hidden_size and the other
+    # canonical names, whatever the family calls them), and its parameter count.
+    model_config: Optional[Dict[str, Any]] = None
+    model_parameters: Optional[int] = None
     build_peak_rss_mib: Optional[float] = None
     memory_limit: Optional[MemoryLimit] = None
     time: Optional[TimeResult] = None
@@ -440,6 +444,8 @@ class ModeResult:
             omit_none=(
                 "framework_runtime",
                 "model_class",
+                "model_config",
+                "model_parameters",
                 "build_peak_rss_mib",
                 "memory_limit",
                 "time",

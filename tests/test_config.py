@@ -17,7 +17,7 @@ from sweeper.config.job import (
     job_from_config,
     model_label,
 )
-from sweeper.config.schema import MODEL_SCHEMAS, BertModelConfig, PtConfig, TfConfig
+from sweeper.config.schema import MODEL_OWN_KEYS, ModelConfig, PtConfig, TfConfig
 
 MODELS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
 SWEEPS = sorted(p.stem for p in (Path(CONF_DIR) / "sweep").glob("*.yaml"))
@@ -42,9 +42,14 @@ def test_presets_required_by_the_product_exist():
 @pytest.mark.parametrize("framework", ["pt", "tf"])
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_every_model_framework_device_composes(compose_config, model, framework, device):
-    cfg = compose_config([f"model={model}", f"framework={framework}", f"device={device}"])
-    job = job_from_config(cfg, [])
-    assert isinstance(job.config.model, MODEL_SCHEMAS[cfg.model.model_type])
+    extra = ["model.model_type=bert"] if model == "auto" else []  # auto names no type itself
+    cfg = compose_config([f"model={model}", f"framework={framework}", f"device={device}", *extra])
+    job = job_from_config(cfg, extra)
+    assert isinstance(job.config.model, ModelConfig)
+    assert job.config.model.model_type == cfg.model.model_type
+    assert job.config.model.config == {
+        k: v for k, v in cfg.model.items() if k not in MODEL_OWN_KEYS
+    }
     assert job.cell.framework == framework and job.cell.device == device
     assert isinstance(job.config.framework, PtConfig if framework == "pt" else TfConfig)
 
@@ -63,12 +68,17 @@ def test_every_model_framework_device_composes(compose_config, model, framework,
         ("roberta_base", "vocab_size", 50265),
         ("gpt2", "n_positions", 1024),
         ("t5_small", "d_model", 512),
+        ("t5_small", "num_decoder_layers", 6),
         ("bart_base", "encoder_layers", 6),
         ("smollm_135m", "num_key_value_heads", 3),
     ],
 )
 def test_presets_carry_published_hyperparameters(compose_config, model, key, value):
-    assert compose_config([f"model={model}"]).model[key] == value
+    """Read from the config transformers builds from the preset: what the worker gets."""
+    from sweeper.config.model import build_config
+
+    job = job_from_config(compose_config([f"model={model}"]), [])
+    assert getattr(build_config(job.config.model), key) == value
 
 
 @pytest.mark.parametrize(
@@ -94,6 +104,8 @@ def test_every_option_composes(compose_config, overrides):
         key, value = override.split("=")
         if key in ("framework", "device"):  # a group choice: the option's name
             key += ".name"
+        elif key.startswith("model.") and key[len("model.") :] not in MODEL_OWN_KEYS:
+            key = "model.config." + key[len("model.") :]  # a key of the transformers config
         node = OmegaConf.select(typed, key)
         node = node.value if isinstance(node, Enum) else node
         assert node == yaml.safe_load(value), override
@@ -116,7 +128,7 @@ def test_seed_custom_configs_sweeps_the_three_seed_models(compose_config):
 
 
 def test_label_shows_overridden_model_keys_sorted():
-    bert = BertModelConfig(name="bert-base")
+    bert = ModelConfig(name="bert-base", model_type="bert")
     assert model_label(bert, []) == "bert-base"
     assert model_label(bert, ["seq=8", "batch=2"]) == "bert-base"
     assert model_label(bert, ["model.hidden_size=384"]) == "bert-base[hidden_size=384]"
@@ -127,7 +139,7 @@ def test_label_shows_overridden_model_keys_sorted():
 
 
 def test_label_is_the_users_name_when_model_name_is_set():
-    bert = BertModelConfig(name="mine")
+    bert = ModelConfig(name="mine", model_type="bert")
     assert model_label(bert, ["model.hidden_size=384", "model.name=mine"]) == "mine"
 
 
@@ -160,7 +172,12 @@ def test_identity_ignores_how_the_sweep_runs_but_not_what_it_measures(compose_co
             "skipped",
             "seq=513 exceeds the 512 positions of model roberta-base",
         ),
-        (["model=gpt2", "seq=2048"], "skipped", "(e.g. model.n_positions=2048)"),
+        (["model=gpt2", "seq=2048"], "skipped", "(e.g. model.max_position_embeddings=2048)"),
+        (
+            ["model=roberta_base", "seq=600"],
+            "skipped",
+            "(e.g. model.max_position_embeddings=602)",  # RoBERTa's positions start at 2
+        ),
         (
             ["model.hidden_size=100"],
             "error",
@@ -202,6 +219,14 @@ def test_t5_has_no_position_limit(compose_config):
         ),
         (["timeout_s=0"], "timeout_s=0"),
         (["memory_limit_mib=0"], "memory_limit_mib=0 must be > 0 MiB"),
+        (
+            ["timeout_s=inf"],
+            "timeout_s=inf is not a finite number: a cell is stopped after this many seconds; "
+            "give a finite number, e.g. timeout_s=86400 for a day",
+        ),
+        (["timing.max_time_s=inf"], "timing.max_time_s=inf is not a finite number"),
+        (["timing.target_ci_pct=nan"], "timing.target_ci_pct=nan is not a finite number"),
+        (["model.layer_norm_eps=-inf"], "model.layer_norm_eps=-inf is not a finite number"),
     ],
 )
 def test_bad_values_are_refused_with_the_fix(compose_config, overrides, message):

@@ -122,6 +122,14 @@ def test_speed_false_drops_the_speed_sections(tmp_path, sweep_dir):
     assert memory["calls_covered"] == "one call after the cold call"
     assert not (sweep_dir / "inference_time.csv").exists()
     assert record["results"]["inference"]["model_class"] == "BertForMaskedLM"
+    # The record shows the config the model was built with, and its size.
+    built = record["results"]["inference"]["model_config"]
+    assert (built["hidden_size"], built["num_hidden_layers"], built["vocab_size"]) == (32, 2, 1000)
+    assert built["architectures"] is None and built["model_type"] == "bert"
+    # Counted by hand: embeddings (1000 words + 512 positions + 2 types) x 32 + LayerNorm 64 =
+    # 48512; per layer q,k,v 3 x 1056, output 1056, LN 64, FFN 2112 + 2080, LN 64 = 8544, x 2;
+    # MLM head: transform 1056 + LN 64 + decoder bias 1000 (its weight is the word embeddings').
+    assert record["results"]["inference"]["model_parameters"] == 48512 + 2 * 8544 + 2120
 
 
 def test_the_collector_runs_again_on_a_sweep_folder(tmp_path, sweep_dir):
@@ -185,44 +193,19 @@ def test_framework_options_run(tmp_path, sweep_dir, options):
     assert record["environment"]["use_torchscript" if flag == "torchscript" else flag] is True
 
 
+# The same canonical keys (each config class's attribute_map aliases) make every family tiny.
+TINY_CANONICAL = [
+    "model.hidden_size=32",
+    "model.num_hidden_layers=1",
+    "model.num_attention_heads=2",
+]
 TINY_FAMILIES = {
-    "t5_small": [
-        "model.d_model=32",
-        "model.d_ff=64",
-        "model.num_layers=1",
-        "model.num_decoder_layers=1",
-        "model.num_heads=2",
-        "model.d_kv=16",
-    ],
-    "gpt2": ["model.n_embd=32", "model.n_layer=1", "model.n_head=2"],
-    "bart_base": [
-        "model.d_model=32",
-        "model.encoder_layers=1",
-        "model.decoder_layers=1",
-        "model.encoder_attention_heads=2",
-        "model.decoder_attention_heads=2",
-        "model.encoder_ffn_dim=64",
-        "model.decoder_ffn_dim=64",
-    ],
-    "distilbert_base": [
-        "model.dim=32",
-        "model.n_layers=1",
-        "model.n_heads=2",
-        "model.hidden_dim=64",
-    ],
-    "roberta_base": [
-        "model.hidden_size=32",
-        "model.num_hidden_layers=1",
-        "model.num_attention_heads=2",
-        "model.intermediate_size=64",
-    ],
-    "smollm_135m": [
-        "model.hidden_size=32",
-        "model.num_hidden_layers=1",
-        "model.num_attention_heads=2",
-        "model.num_key_value_heads=1",
-        "model.intermediate_size=64",
-    ],
+    "t5_small": [],
+    "gpt2": [],
+    "bart_base": [],  # both stacks: encoder_layers/decoder_layers, both attention head counts
+    "distilbert_base": [],
+    "roberta_base": [],
+    "smollm_135m": ["model.num_key_value_heads=1"],  # grouped-query: must divide the 2 heads
 }
 
 
@@ -232,6 +215,7 @@ def test_every_model_family_runs_in_both_frameworks(tmp_path, sweep_dir, model):
     proc = run_sweeper(
         [
             f"model={model}",
+            *TINY_CANONICAL,
             *TINY_FAMILIES[model],
             *QUICK,
             "framework=pt,tf",
@@ -248,6 +232,16 @@ def test_every_model_family_runs_in_both_frameworks(tmp_path, sweep_dir, model):
     if model == "smollm_135m":  # Llama has no TensorFlow class in transformers
         assert proc.returncode == 1
         assert "no TensorFlow base-model class for model_type=llama" in found["tf"]["error"]
+        built = [found["pt"]]
     else:
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert found["tf"]["status"] == "ok", found["tf"]["error"]
+        built = [found["pt"], found["tf"]]
+    for record in built:
+        for result in record["results"].values():
+            config = result["model_config"]
+            assert (config["hidden_size"], config["num_hidden_layers"]) == (32, 1)
+            assert config["num_attention_heads"] == 2
+            if model == "bart_base":
+                assert (config["encoder_layers"], config["decoder_layers"]) == (1, 1)
+                assert config["decoder_attention_heads"] == 2

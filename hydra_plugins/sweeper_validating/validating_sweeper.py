@@ -38,8 +38,9 @@ class ValidatingSweeper(BasicSweeper):
         self._rounds = 1
 
     def validate_batch_is_legal(self, batch: List[Sequence[str]]) -> None:
-        from sweeper.config.job import InputError, job_from_config
+        from sweeper.config.job import InputError, job_from_config, refuse_preset_lists
 
+        refuse_preset_lists(self.config.hydra.overrides.task)
         if not batch:
             task = list(self.config.hydra.overrides.task)
             params = dict(self.params or {})
@@ -57,7 +58,7 @@ class ValidatingSweeper(BasicSweeper):
             try:
                 job = job_from_config(cfg, list(overrides))
             except InputError as exc:
-                raise InputError(f"{exc} (in the job {' '.join(overrides)})") from None
+                raise type(exc)(f"{exc} (in the job {' '.join(overrides)})") from None
             composed.append((cfg, job))
         jobs = [job for _, job in composed]
         self.group_by_model(batch, jobs)

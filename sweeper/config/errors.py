@@ -20,7 +20,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from .job import InputError
+from .problems import InputError, UnknownKeyError
 
 __all__ = ["explain"]
 
@@ -44,29 +44,38 @@ def _unknown_key(exc: HydraException, cause: OmegaConfBaseException) -> str:
         lines.append(f"Did you mean {parent + '.' if parent else ''}{close[0]}?")
     if known:
         lines.append(f"Keys of {where} ({schema.__name__}): {', '.join(known)}.")
-    lines.append(
-        "Fix the spelling on the command line or in your sweep YAML; a new model key belongs in "
-        "the family's schema in sweeper/config/schema.py."
-    )
+    lines.append("Fix the spelling on the command line or in your sweep YAML.")
     return "\n".join(lines)
 
 
 def _bad_type(exc: HydraException, cause: ValidationError) -> str:
     override = re.search(r"override (\S+)", str(exc))
     full_key = getattr(cause, "full_key", "?")
-    wanted = re.search(r"converted to (\w+)", str(cause))
-    what = _TYPE_HINTS.get(wanted.group(1), wanted.group(1)) if wanted else "another type"
     first_line = str(cause).splitlines()[0]
     given = override.group(1) if override else full_key
+    choices = re.search(r"expected one of \[([^\]]*)\]", first_line)
+    if choices:  # an Enum: name its values
+        allowed = [c.strip() for c in choices.group(1).split(",")]
+        what, example, sweep = f"one of {', '.join(allowed)}", allowed[0], ",".join(allowed)
+    elif "is not a valid bool" in first_line:
+        what, example, sweep = _TYPE_HINTS["Boolean"], "true", "false,true"
+    else:
+        wanted = re.search(r"converted to (\w+)", first_line)
+        what = _TYPE_HINTS.get(wanted.group(1), wanted.group(1)) if wanted else "another value"
+        example, sweep = {"an integer": ("8", "1,8"), "a number": ("0.5", "0.5,2")}.get(
+            what, ("...", "A,B")
+        )
     return (
         f"bad value {given}: {full_key} takes {what} ({first_line}). "
-        f"Give {full_key} {what}, e.g. {full_key}={'8' if what == 'an integer' else '...'}; "
-        f"a sweep lists values with commas: {full_key}=1,8."
+        f"Give {full_key} {what}, e.g. {full_key}={example}; a sweep lists values with commas: "
+        f"{full_key}={sweep}."
     )
 
 
 def explain(exc: BaseException) -> Optional[str]:
     """A user-facing message for a bad-input exception, or None if ``exc`` is not one."""
+    if isinstance(exc, UnknownKeyError):
+        return f"sweeper: {exc}"
     if isinstance(exc, InputError):
         return f"sweeper: bad input: {exc}"
     cause = exc.__cause__

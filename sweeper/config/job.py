@@ -1,22 +1,27 @@
 """What one job measures: the typed config of a cell, its label, identity and input checks.
 
 The Hydra entry turns the composed config into these objects once (:func:`job_from_config`);
-nothing downstream sees a DictConfig. The same plain dict travels to the worker process, which
-rebuilds the same objects (:func:`typed_config`).
+nothing downstream sees a DictConfig. :func:`make_job` resolves the model against transformers'
+config class (sweeper.config.model) into plain data; that dict is the record's ``config`` and
+travels to the worker process, which rebuilds the same objects (:func:`typed_config`) without
+transformers' help.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..record import MODES, Cell, Mode, Status
+from .model import default_name, positions_limit, shape_problem
+from .model import resolve as resolve_model
+from .problems import InputError
 from .schema import (
-    MODEL_SCHEMAS,
     Config,
     Device,
     DeviceConfig,
@@ -37,6 +42,7 @@ __all__ = [
     "job_from_config",
     "make_job",
     "model_label",
+    "refuse_preset_lists",
     "typed_config",
     "validate",
 ]
@@ -60,9 +66,16 @@ NOT_PART_OF_BUILD = (
     "worker_start",
 )
 
-
-class InputError(ValueError):
-    """A config value that makes no sense for any cell; reported before any job runs."""
+# What a non-finite value would have meant, and the finite value to give instead. Records are
+# JSON, which has no inf or nan, and each of these already has a finite way to say "a lot".
+_FINITE_FIXES = {
+    "timeout_s": "a cell is stopped after this many seconds; give a finite number, e.g. "
+    "timeout_s=86400 for a day",
+    "timing.max_time_s": "the cap on timed calls once timing.min_calls are done; give a finite "
+    "number, e.g. timing.max_time_s=600 (timing.max_calls caps the count)",
+    "timing.target_ci_pct": "the CI half-width at which timing stops; give a positive number, "
+    "e.g. timing.target_ci_pct=2.0",
+}
 
 
 @dataclass(frozen=True)
@@ -96,17 +109,40 @@ def _build(schema: type, values: Mapping[str, Any], where: str) -> Any:
     return schema(**values)
 
 
+def _non_finite(data: Any, path: str = "") -> Optional[tuple]:
+    """(dotted key, value) of the first inf or nan anywhere in plain config data, or None."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return path, data
+    items: Any = ()
+    if isinstance(data, Mapping):
+        items = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = enumerate(data)
+    for key, value in items:
+        found = _non_finite(value, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def refuse_non_finite(data: Mapping[str, Any]) -> None:
+    """Refuse inf and nan anywhere in a config: records are JSON, and no option means "no cap"."""
+    found = _non_finite(data)
+    if found is not None:
+        path, value = found
+        fix = _FINITE_FIXES.get(path, "records are JSON, which has no inf or nan; give a number")
+        raise InputError(f"{path}={value} is not a finite number: {fix}")
+
+
 def typed_config(data: Mapping[str, Any]) -> Config:
-    """Plain resolved config (as from OmegaConf.to_container) -> typed, validated Config."""
+    """Plain resolved config (as from OmegaConf.to_container) -> typed, validated Config.
+
+    The model node is taken as it is (the worker gets it resolved): its keys are checked against
+    transformers by :func:`make_job` in the Hydra process, not here.
+    """
     data = dict(data)
-    model_data = dict(data.pop("model"))
-    model_type = model_data.get("model_type")
-    if model_type not in MODEL_SCHEMAS:
-        raise InputError(
-            f"model.model_type={model_type} has no schema; known model types: "
-            f"{', '.join(sorted(MODEL_SCHEMAS))} (add one in sweeper/schema.py)"
-        )
-    model = _build(MODEL_SCHEMAS[model_type], model_data, "model")
+    refuse_non_finite(data)
+    model = ModelConfig.from_node(data.pop("model"))
     framework_data = dict(data.pop("framework"))
     framework_name = FrameworkName(framework_data["name"])
     framework = _build(
@@ -180,9 +216,11 @@ def validate(config: Config) -> None:
 
 
 def model_label(model: ModelConfig, overrides: Sequence[str]) -> str:
-    """The model's name, plus the model keys the overrides changed, e.g. bert-base[hidden_size=384].
+    """The model's name, plus the model keys the overrides changed, e.g. gpt2[hidden_size=384].
 
-    A user who sets ``model.name`` gets exactly that name.
+    Keys appear as the user typed them (an alias stays an alias). A user who sets ``model.name``
+    gets exactly that name; a model without one (``model=auto``) is named after its model_type or
+    its pretrained folder / Hub id, which then need no repeating.
     """
     changed = {}
     for override in overrides:
@@ -192,10 +230,13 @@ def model_label(model: ModelConfig, overrides: Sequence[str]) -> str:
         key = key[len("model.") :]
         if key == "name":
             return model.name
+        if model.name is None and key in ("model_type", "pretrained"):
+            continue
         changed[key] = value
+    name = model.name if model.name is not None else default_name(model)
     if not changed:
-        return model.name
-    return f"{model.name}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
+        return name
+    return f"{name}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
 
 
 def _digest(data: Mapping[str, Any]) -> str:
@@ -209,7 +250,14 @@ def config_identity(config_dict: Mapping[str, Any]) -> str:
 
 
 def make_job(config_dict: Mapping[str, Any], overrides: Sequence[str]) -> Job:
-    """A Job from the resolved config as plain data and the job's Hydra overrides."""
+    """A Job from the composed config as plain data and the job's Hydra overrides.
+
+    The model node is resolved against transformers' config class here (Hydra process, before
+    any job runs): unknown keys, a wrong head class or values the class refuses are InputErrors.
+    """
+    config_dict = dict(config_dict)
+    refuse_non_finite(config_dict)
+    config_dict["model"] = resolve_model(config_dict["model"], overrides)
     config = typed_config(config_dict)
     cell = Cell(
         model=model_label(config.model, overrides),
@@ -236,19 +284,37 @@ def job_from_config(cfg: DictConfig, overrides: Sequence[str]) -> Job:
     return make_job(data, overrides)
 
 
+def refuse_preset_lists(overrides: Sequence[str]) -> None:
+    """Refuse a list of sweep presets (``sweep=a,b -m``).
+
+    A preset's sweep (its ``hydra.sweeper.params``) is read when the command starts; a list of
+    presets is itself swept instead, so each job would get the default cell and neither preset's.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.key_or_group == "sweep" and override.is_sweep_override():
+            names = [str(v) for v in override.sweep_iterator()]
+            runs = "; ".join(f"python -m sweeper sweep={name}" for name in names)
+            raise InputError(
+                f"{override.input_line}: one sweep preset per command (each preset is a whole "
+                f"sweep, read when the command starts); run them one after the other: {runs}"
+            )
+
+
 def cell_problem(job: Job) -> Optional[tuple]:
     """(status, reason) for a cell that cannot run as configured, found without building it."""
     config = job.config
-    model = config.model
-    limit = model.max_positions()
-    if limit is not None and config.seq > limit:
+    limit = positions_limit(config.model)
+    if limit is not None and config.seq > limit[0]:
+        usable, offset = limit
         return (
             Status.skipped,
-            f"seq={config.seq} exceeds the {limit} positions of model {job.cell.model}; "
+            f"seq={config.seq} exceeds the {usable} positions of model {job.cell.model}; "
             "lower seq or raise the model's max positions "
-            f"(e.g. model.{_positions_key(model)}={config.seq})",
+            f"(e.g. model.max_position_embeddings={config.seq + offset})",
         )
-    problem = model.head_problem()
+    problem = shape_problem(config.model)
     if problem:
         return Status.error, f"model {job.cell.model}: {problem}"
     if isinstance(config.framework, PtConfig) and config.framework.fp16:
@@ -260,10 +326,3 @@ def cell_problem(job: Job) -> Optional[tuple]:
                 "device=cuda",
             )
     return None
-
-
-def _positions_key(model: ModelConfig) -> str:
-    for key in ("max_position_embeddings", "n_positions"):
-        if hasattr(model, key):
-            return key
-    return "max_position_embeddings"

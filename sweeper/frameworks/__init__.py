@@ -1,7 +1,9 @@
 """The framework interface: build the model, make inputs, run a step, wait for the device.
 
 Implementations live in ``pt.py`` and ``tf.py`` and are imported by name only when chosen, so a
-PyTorch cell never imports TensorFlow and the collector imports neither.
+PyTorch cell never imports TensorFlow and the collector imports neither. What both build is
+planned here, for any model type, from transformers itself (:class:`ModelPlan`): the class from
+its auto tables, the inputs and training labels from that class's ``forward`` / ``call``.
 
 Building has two phases so that a built model can serve many cells: :meth:`Backend.build_model`
 (the model only: no input, no forward pass) and :meth:`Backend.make_step` (the cell's inputs and
@@ -13,15 +15,29 @@ measurement (sweeper.run.zygote).
 from __future__ import annotations
 
 import abc
+import copy
 import importlib
-from typing import Callable, Dict
+import inspect
+import json
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
 
+from ..config import catalog
+from ..config.catalog import Labels
 from ..config.schema import Config
 from ..record import Mode
 
-__all__ = ["Backend", "CellError", "load"]
+__all__ = ["Backend", "CellError", "ModelPlan", "describe_config", "load", "plan_model"]
 
 INFERENCE = Mode.inference
+# Read from every built config into the record, whatever the family calls them (attribute_map).
+CANONICAL_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+    "vocab_size",
+)
 
 
 class CellError(RuntimeError):
@@ -33,6 +49,8 @@ class Backend(abc.ABC):
 
     display_name: str  # as the old tool's environment block: PyTorch / Tensorflow
     model: object  # the model build_model() made: its class name goes into the record
+    model_config: Optional[Dict[str, object]] = None  # build_model(): as describe_config
+    model_parameters: Optional[int] = None  # build_model(): the model's parameter count
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -93,44 +111,176 @@ def load(name: str) -> type:
     return module.BACKEND
 
 
-def pick_model_class(transformers: object, hf_config: object, mode: str, config: Config, tf: bool):
-    """The transformers class to benchmark, with the old tool's rules.
+@dataclass
+class ModelPlan:
+    """What a backend builds and how it calls it, all derived from transformers for any family.
 
-    ``model.architecture`` (the old ``config.architectures[0]``) names a head class unless
-    ``only_pretrain_model``; otherwise the bare model for inference and the model with a
-    language-modelling head for training (its loss is what ``labels=input_ids`` trains).
+    The class: ``model.architecture`` (the old ``config.architectures[0]``) unless
+    ``only_pretrain_model``; otherwise the bare model (AutoModel's table) for inference and, for
+    training, the first head the auto tables list with a loss sweeper can feed (a language-model
+    head, else a classifier: sweeper.config.catalog.TRAINING_TABLES). The inputs: whatever the
+    class's ``forward`` (TF: ``call``) takes of token ids, decoder token ids (encoder-decoders:
+    ``decoder_input_ids = input_ids``, as the old tool did) and the head's labels; never
+    ``token_type_ids`` or a mask, which every such forward defaults. A class that needs anything
+    else (pixel values, audio features) is refused with its inputs named.
     """
-    prefix = "TF" if tf else ""
-    framework = "TensorFlow" if tf else "PyTorch"
-    version = getattr(transformers, "__version__", "?")
-    architecture = config.model.architecture
-    if architecture and not config.only_pretrain_model:
-        bare = architecture[2:] if architecture.startswith("TF") else architecture
-        name = prefix + bare
-        cls = getattr(transformers, name, None)
-        if cls is None:
-            raise CellError(
-                f"model.architecture={architecture}: transformers {version} has no {framework} "
-                f"class {name}; name a class such as BertForMaskedLM, or set "
-                "model.architecture=null for the bare model"
-            )
-        return cls
-    mapping_prefix = "TF_" if tf else ""
+
+    cls: type
+    hf_config: object
+    vocab_size: int  # token ids are drawn below this
+    decoder_inputs: bool  # pass decoder_input_ids = input_ids
+    labels: Optional[Labels]  # training labels; None for inference
+
+    def arguments(self, input_ids: object, zeros: Callable[[tuple], object]) -> Dict[str, object]:
+        """Keyword arguments of one call; ``zeros(shape)`` makes integer zeros (class labels)."""
+        batch, seq = (int(n) for n in input_ids.shape)
+        args: Dict[str, object] = {"input_ids": input_ids}
+        if self.decoder_inputs:
+            args["decoder_input_ids"] = input_ids
+        if self.labels is Labels.tokens:
+            args["labels"] = input_ids
+        elif self.labels is Labels.sequence:
+            args["labels"] = zeros((batch,))
+        elif self.labels is Labels.token:
+            args["labels"] = zeros((batch, seq))
+        elif self.labels is Labels.span:
+            args["start_positions"] = args["end_positions"] = zeros((batch,))
+        return args
+
+
+_LABEL_ARGUMENTS = {
+    Labels.tokens: ("labels",),
+    Labels.sequence: ("labels",),
+    Labels.token: ("labels",),
+    Labels.span: ("start_positions", "end_positions"),
+}
+# Config attributes that bound the token ids a model embeds (FSMT and Marian have several).
+_VOCAB_KEYS = ("vocab_size", "decoder_vocab_size", "src_vocab_size", "tgt_vocab_size")
+
+
+def _heads(model_type: str, framework: str) -> str:
+    names = sorted(catalog.head_classes(model_type, framework))
+    return ", ".join(names) if names else "none"
+
+
+def _class_name(config: Config, mode: str, framework: str) -> tuple:
+    """(class name, training labels or None) by the rules in ModelPlan's docstring."""
+    model = config.model
+    model_type = model.model_type
+    if model.architecture and not config.only_pretrain_model:
+        name = catalog.framework_class_name(model.architecture, framework)
+        return name, catalog.labels_of(name, model_type, framework)
+    other = "tf" if framework == "pt" else "pt"
     if mode == INFERENCE:
-        mappings, what = [f"{mapping_prefix}MODEL_MAPPING"], "base-model"
+        name, what = catalog.base_class(model_type, framework), "base-model"
+        if name:
+            return name, None
+        has_other = catalog.base_class(model_type, other) is not None
     else:
-        mappings = [
-            f"{mapping_prefix}MODEL_WITH_LM_HEAD_MAPPING",
-            f"{mapping_prefix}MODEL_FOR_CAUSAL_LM_MAPPING",
-        ]
-        what = "language-model-head"
-    for mapping_name in mappings:
-        mapping = getattr(transformers, mapping_name)
-        if type(hf_config) in mapping:
-            return mapping[type(hf_config)]
-    model_type = config.model.model_type
-    fix = "use framework=pt" if tf else "set model.architecture to a class that exists"
+        found, what = catalog.training_class(model_type, framework), "language-model or classifier"
+        if found:
+            return found
+        has_other = catalog.training_class(model_type, other) is not None
+    heads = _heads(model_type, framework)
+    fix = f"use framework={other}" if has_other else f"its classes: {heads}"
     raise CellError(
-        f"transformers {version} has no {framework} {what} class for model_type={model_type} "
-        f"(model {config.model.name}); {fix}"
+        f"transformers {catalog.transformers_module().__version__} has no "
+        f"{catalog.FRAMEWORKS[framework]} {what} class for model_type={model_type} "
+        f"(model {model.name or model_type}); {fix}"
     )
+
+
+def plan_model(transformers: object, mode: str, config: Config, tf: bool) -> ModelPlan:
+    """The class, config and inputs of one mode of one cell (see ModelPlan)."""
+    framework = "tf" if tf else "pt"
+    model = config.model
+    model_type = model.model_type
+    # A copy: some classes pop from nested dicts (Mask2Former's backbone_config["model_type"]).
+    hf_config = transformers.AutoConfig.for_model(model_type, **copy.deepcopy(model.config))
+    name, labels = _class_name(config, mode, framework)
+    version = getattr(transformers, "__version__", "?")
+    try:
+        cls = getattr(transformers, name, None)
+    except Exception as exc:  # a lazy import that fails: a missing optional dependency
+        raise CellError(f"transformers cannot import {name}: {type(exc).__name__}: {exc}") from exc
+    chosen = f"model.architecture={model.architecture}" if model.architecture else "the default"
+    if cls is None:
+        raise CellError(
+            f"{chosen}: transformers {version} has no {catalog.FRAMEWORKS[framework]} class "
+            f"{name}; its {model_type} classes: {_heads(model_type, framework)}; or set "
+            "model.architecture=null for the defaults"
+        )
+    expected = getattr(cls, "config_class", None)
+    if isinstance(expected, type) and not isinstance(hf_config, expected):
+        raise CellError(
+            f"{chosen}: {name} takes a {expected.__name__}, not the {type(hf_config).__name__} "
+            f"of model_type={model_type}; head classes of {model_type}: "
+            f"{_heads(model_type, framework)}"
+        )
+    signature = inspect.signature(cls.call if tf else cls.forward)
+    params = {n: p for n, p in signature.parameters.items() if n != "self"}
+    if "input_ids" not in params:
+        raise CellError(
+            f"{name} takes no input_ids (it takes {', '.join(list(params)[:4])}, ...): sweeper "
+            "feeds token ids of batch x seq, so it benchmarks text models; model_type="
+            f"{model_type} is not one"
+        )
+    decoder_inputs = bool(getattr(hf_config, "is_encoder_decoder", False)) and (
+        "decoder_input_ids" in params
+    )
+    fed = {"input_ids"} | ({"decoder_input_ids"} if decoder_inputs else set())
+    if mode != INFERENCE:
+        if labels is None:
+            raise CellError(
+                f"{name} is no head sweeper can train: it knows the losses of the language-model, "
+                "sequence- and token-classification and question-answering heads; name one with "
+                f"model.architecture (classes of {model_type}: {_heads(model_type, framework)})"
+            )
+        missing = [a for a in _LABEL_ARGUMENTS[labels] if a not in params]
+        if missing:
+            raise CellError(f"{name} takes no {', '.join(missing)}: it cannot be trained here")
+        fed |= set(_LABEL_ARGUMENTS[labels])
+    else:
+        labels = None
+    required = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        and n not in fed
+    ]
+    if required:
+        raise CellError(
+            f"{name} needs {', '.join(required)}, which sweeper does not make (it feeds "
+            f"{', '.join(sorted(fed))})"
+        )
+    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    sizes = [getattr(text, key, None) for key in _VOCAB_KEYS]
+    sizes = [n for n in sizes if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    if not sizes:
+        raise CellError(
+            f"{type(hf_config).__name__} has no vocab_size (model_type={model_type}): no token "
+            "ids to feed; set model.vocab_size if the class takes one"
+        )
+    return ModelPlan(
+        cls=cls,
+        hf_config=hf_config,
+        vocab_size=min(sizes),
+        decoder_inputs=decoder_inputs,
+        labels=labels,
+    )
+
+
+def describe_config(hf_config: object) -> Dict[str, object]:
+    """The config a model was built with, for the record: ``to_dict()`` plus the canonical names
+    (``hidden_size`` and every alias of the class), so one key reads the same in every family."""
+    data = hf_config.to_dict()
+    names = [*CANONICAL_KEYS, *getattr(type(hf_config), "attribute_map", {})]
+    for name in names:
+        if name not in data:
+            try:
+                value = getattr(hf_config, name)
+            except AttributeError:
+                continue
+            data[name] = value
+    return json.loads(json.dumps(data, default=str, allow_nan=False))

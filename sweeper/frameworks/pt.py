@@ -16,7 +16,7 @@ import transformers.modeling_utils  # noqa: F401 - see the module docstring
 from ..config.schema import Config, Device
 from ..record import Mode
 from ..units import MIB
-from . import INFERENCE, Backend, CellError, pick_model_class
+from . import INFERENCE, Backend, CellError, describe_config, plan_model
 
 __all__ = ["BACKEND", "PtBackend"]
 
@@ -53,46 +53,48 @@ class PtBackend(Backend):
                 raise RuntimeError("a model on a CUDA device cannot be built before a fork")
             torch.set_num_threads(1)  # no OpenMP pool in the builder; after_fork restores it
         torch.manual_seed(config.seed)
-        hf_config = transformers.AutoConfig.for_model(
-            config.model.model_type, **config.model.hf_kwargs()
-        )
+        plan = plan_model(transformers, mode, config, tf=False)
+        hf_config = plan.hf_config
         if options.torchscript:
             hf_config.torchscript = True
-        model_cls = pick_model_class(transformers, hf_config, mode, config, tf=False)
-        model = model_cls(hf_config).to(self.device)
+        model = plan.cls(hf_config).to(self.device)
         if options.fp16:
             model.half()
         model.eval() if mode == INFERENCE else model.train()
-        self.hf_config, self.model = hf_config, model
+        self.plan, self.model = plan, model
+        self.model_config = describe_config(hf_config)
+        self.model_parameters = sum(p.numel() for p in model.parameters())
         return model
 
     def after_fork(self) -> None:
         torch.set_num_threads(self.default_threads)
 
     def make_step(self, mode: Mode) -> Callable[[], object]:
-        config, model, hf_config = self.config, self.model, self.hf_config
+        config, model, plan = self.config, self.model, self.plan
         generator = torch.Generator().manual_seed(config.seed)
         input_ids = torch.randint(
-            hf_config.vocab_size, (config.batch, config.seq), generator=generator
+            plan.vocab_size, (config.batch, config.seq), generator=generator
         ).to(self.device)
-        kwargs = {"decoder_input_ids": input_ids} if hf_config.is_encoder_decoder else {}
+        args = plan.arguments(
+            input_ids, lambda shape: torch.zeros(shape, dtype=torch.long, device=self.device)
+        )
 
         if mode == INFERENCE:
             if config.framework.torchscript:
                 with torch.no_grad():
-                    model = torch.jit.trace(
-                        model, example_kwarg_inputs={"input_ids": input_ids, **kwargs}
-                    )
+                    model = torch.jit.trace(model, example_kwarg_inputs=args)
 
             def forward() -> object:
                 with torch.no_grad():
-                    return model(input_ids=input_ids, **kwargs)
+                    return model(**args)
 
             return forward
 
         def train_step() -> object:
-            loss = model(input_ids=input_ids, labels=input_ids, **kwargs)[0]
-            loss.backward()
+            outputs = model(**args)
+            loss = getattr(outputs, "loss", None)
+            loss = outputs[0] if loss is None else loss
+            (loss.sum() if loss.dim() else loss).backward()
             return loss
 
         return train_step

@@ -16,7 +16,7 @@ import transformers.modeling_tf_utils  # noqa: F401 - see the module docstring
 from ..config.schema import Config, Device
 from ..record import Mode
 from ..units import MIB
-from . import INFERENCE, Backend, CellError, pick_model_class
+from . import INFERENCE, Backend, CellError, describe_config, plan_model
 
 __all__ = ["BACKEND", "TfBackend"]
 
@@ -50,42 +50,39 @@ class TfBackend(Backend):
             raise RuntimeError("TensorFlow models cannot be built before a fork")
         config = self.config
         tf.keras.utils.set_random_seed(config.seed)
-        hf_config = transformers.AutoConfig.for_model(
-            config.model.model_type, **config.model.hf_kwargs()
-        )
-        model_cls = pick_model_class(transformers, hf_config, mode, config, tf=True)
+        plan = plan_model(transformers, mode, config, tf=True)
         with tf.device(self.device_name):
-            model = model_cls(hf_config)
+            model = plan.cls(plan.hf_config)
             model.build_in_name_scope()  # create the weights now, not in the first timed call
-        self.hf_config, self.model = hf_config, model
+        self.plan, self.model = plan, model
+        self.model_config = describe_config(plan.hf_config)
+        self.model_parameters = int(model.count_params())
         return model
 
     def make_step(self, mode: Mode) -> Callable[[], object]:
-        config, options, model, hf_config = (
-            self.config,
-            self.config.framework,
-            self.model,
-            self.hf_config,
-        )
+        config, options, model, plan = self.config, self.config.framework, self.model, self.plan
         with tf.device(self.device_name):
             input_ids = tf.random.uniform(
                 (config.batch, config.seq),
-                maxval=hf_config.vocab_size,
+                maxval=plan.vocab_size,
                 dtype=tf.int32,
                 seed=config.seed,
             )
-        kwargs = {"decoder_input_ids": input_ids} if hf_config.is_encoder_decoder else {}
+            args = plan.arguments(input_ids, lambda shape: tf.zeros(shape, dtype=tf.int32))
+        ids = args.pop("input_ids")  # Keras takes the first input positionally
 
         if mode == INFERENCE:
 
             def step() -> object:
-                return model(input_ids, training=False, **kwargs)
+                return model(ids, training=False, **args)
 
         else:
 
             def step() -> object:
                 with tf.GradientTape() as tape:
-                    loss = model(input_ids, labels=input_ids, training=True, **kwargs)[0]
+                    outputs = model(ids, training=True, **args)
+                    loss = getattr(outputs, "loss", None)
+                    loss = outputs[0] if loss is None else loss
                 return tape.gradient(loss, model.trainable_variables)
 
         if not options.eager_mode:

@@ -134,12 +134,39 @@ def _report_interrupt(exc: Interrupted) -> int:
     return 128 + exc.signum
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def hydra_argv(argv: List[str]) -> List[str]:
+    """``argv`` with -m/--multirun moved to the front.
+
+    Hydra's argparse takes overrides before ``-m`` or all after it, so ``seq=8 -m batch=1``
+    failed with "unrecognized arguments"; the flag's position means nothing else.
+    """
+    flags = [arg for arg in argv if arg in MULTIRUN_FLAGS]
+    if not flags:
+        return list(argv)
+    return [flags[0], *[arg for arg in argv if arg not in MULTIRUN_FLAGS]]
+
+
+def _wants_model_info(argv: List[str]) -> bool:
+    """``--info models``: not one of Hydra's --info topics, so it is answered here."""
+    pairs = zip(argv, argv[1:])
+    return "--info=models" in argv or any(a == "--info" and b == "models" for a, b in pairs)
+
+
 def main() -> None:
     """``python -m sweeper``: Hydra, with config errors explained (value, what is allowed, fix)
     and interrupts (Ctrl-C, SIGTERM) ending in a report and the command that resumes.
 
     Set HYDRA_FULL_ERROR=1 to see Hydra's own traceback instead.
     """
+    if _wants_model_info(sys.argv[1:]):
+        from ..config.catalog import catalogue_text
+
+        print(catalogue_text())
+        return
+    sys.argv[1:] = hydra_argv(sys.argv[1:])
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _raise_interrupted)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -232,6 +232,8 @@ def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) 
         backend_cls = type(backend)
         result.framework_runtime = backend.info()
         result.model_class = built.model_class
+        result.model_config = backend.model_config
+        result.model_parameters = backend.model_parameters
         # Peak of the process that built the model (imports and build), before any reset.
         result.build_peak_rss_mib = built.build_peak_rss_mib
         tic = time.perf_counter()
