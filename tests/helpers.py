@@ -43,8 +43,10 @@ QUICK = quick()
 
 
 def default_timing(**changes: Any) -> TimingConfig:
-    """conf/config.yaml's timing options (the defaults users get), with ``changes``."""
+    """conf/config.yaml's timing options (the defaults users get) for one round, with
+    ``changes``."""
     values = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "config.yaml").timing)
+    values["rounds"] = 1  # the default interpolates the framework's: one process here
     return TimingConfig(**{**values, **changes})
 
 
@@ -55,12 +57,15 @@ def sweeper_env() -> Dict[str, str]:
     return env
 
 
-def run_sweeper(args: Sequence[str], cwd: Path, timeout: float = 600, **kwargs):
-    """Run `python -m sweeper ARGS` as a user would; return the CompletedProcess."""
+def run_sweeper(
+    args: Sequence[str], cwd: Path, timeout: float = 600, env: Dict[str, str] = None, **kwargs
+):
+    """Run `python -m sweeper ARGS` as a user would (``env``: variables to add); return the
+    CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", "sweeper", *args],
         cwd=cwd,
-        env=sweeper_env(),
+        env={**sweeper_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

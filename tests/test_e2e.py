@@ -23,7 +23,9 @@ def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
     proc = run_sweeper(
         [
             *TINY_BERT,
-            *quick(rounds=2),
+            # Two rounds in PyTorch (forked from one builder); one in TensorFlow, whose every
+            # round pays a build and graph tracing (rounds: test_rounds.py).
+            *quick(rounds=2 if framework == "pt" else 1),
             f"framework={framework}",
             "batch=2",
             "seq=8,16",
@@ -67,8 +69,11 @@ def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
                     ("tf", "training"): "TFBertForMaskedLM",
                 }[framework, mode]
             )
-            assert timing["rounds"] == 2 and len(result["rounds"]) == 2
-            assert sum(timing["round_sizes"]) == timing["timed_calls"]
+            rounds = 2 if framework == "pt" else 1
+            assert timing.get("rounds", 1) == rounds and len(result.get("rounds") or [1]) == rounds
+            assert (
+                sum(timing.get("round_sizes") or [timing["timed_calls"]]) == timing["timed_calls"]
+            )
             phases = result["phases_s"]
             if framework == "pt":  # a builder per mode built the model once, for both cells
                 first = record["cell"]["sequence_length"] == 8
@@ -83,7 +88,7 @@ def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
             assert result["zygote"]["pid"] == found[0]["results"]["inference"]["zygote"]["pid"]
             assert result["zygote"]["import_s"] > 0.5
         overhead = record["overhead"]
-        assert overhead["workers"] == 4  # two modes, two rounds
+        assert overhead["workers"] == 2 * rounds  # two modes, each round
         # The Hydra process waits for its workers in the kernel; a busy wait would cost ~wall.
         assert overhead["hydra_process_cpu_s"] < 0.1 * overhead["job_wall_s"]
         assert overhead["overhead_s"] == pytest.approx(
@@ -174,7 +179,7 @@ def test_spawned_workers_measure_the_same_cell(tmp_path, sweep_dir):
     "options",
     [
         ["framework=pt", "framework.torchscript=true"],
-        ["framework=tf", "framework.use_xla=true"],
+        pytest.param(["framework=tf", "framework.use_xla=true"], marks=pytest.mark.slow),
         ["framework=tf", "framework.eager_mode=true"],
     ],
     ids=["torchscript", "xla", "eager"],

@@ -7,8 +7,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -330,7 +328,10 @@ def test_a_record_of_another_config_is_never_reused(tmp_path, sweep_dir):
     assert len(list(sweep_dir.rglob("record.json"))) == 1
 
 
-@pytest.mark.parametrize("broken", ["", '{"schema_version": 1, "kind": "sweeper.cell", "ce'])
+@pytest.mark.parametrize(
+    "broken",
+    [pytest.param("", marks=pytest.mark.slow), '{"schema_version": 1, "kind": "sweeper.cell", "ce'],
+)
 def test_a_broken_record_is_re_measured_and_kept_aside(tmp_path, sweep_dir, broken):
     args = [*TINY_BERT, *QUICK, "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"]
     assert run_sweeper(args, cwd=tmp_path).returncode == 0
@@ -348,7 +349,7 @@ def test_a_timed_out_cell_keeps_the_samples_it_measured(tmp_path, sweep_dir):
         [
             *TINY_BERT,
             "seq=8",
-            "timeout_s=5",
+            "timeout_s=3",
             "timing.min_time_s=60",
             "timing.max_time_s=60",
             "timing.max_calls=1000000",
@@ -440,7 +441,10 @@ def test_two_sweeps_started_together_never_share_a_folder(tmp_path):
         assert folder.name.split("-")[-1].isdigit()  # ... named with its process id
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "signum, code",
+    [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)],
+)
 def test_an_interrupt_reports_the_finished_cells_and_how_to_resume(
     tmp_path, sweep_dir, signum, code
 ):
@@ -448,8 +452,9 @@ def test_an_interrupt_reports_the_finished_cells_and_how_to_resume(
         *TINY_BERT,
         "batch=1",
         "seq=8,16,24",
-        "timing.min_time_s=3",
-        "timing.max_time_s=3",
+        "timing.min_time_s=2",
+        "timing.max_time_s=2",
+        "timing.rounds=1",
         f"hydra.sweep.dir={sweep_dir}",
         "-m",
     ]
@@ -477,34 +482,6 @@ def test_an_interrupt_reports_the_finished_cells_and_how_to_resume(
     assert not list(sweep_dir.rglob("worker-*.json")) and not list(sweep_dir.rglob("tmp-*"))
     resumed = run_sweeper(shlex.split(resume)[3:], cwd=tmp_path)
     assert resumed.returncode == 0 and "3 cells: 3 ok" in resumed.stdout
-
-
-def test_tensorflow_cells_leave_no_temporary_files(tmp_path, sweep_dir):
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweeper",
-            *TINY_BERT,
-            *QUICK,
-            "framework=tf",
-            "seq=8",
-            f"hydra.sweep.dir={sweep_dir}",
-            "-m",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert list(tmp.iterdir()) == []
-    assert not list(sweep_dir.rglob("tmp-*"))
 
 
 def test_a_job_ended_by_the_scheduler_is_killed_and_says_how_to_resume(

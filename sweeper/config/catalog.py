@@ -5,12 +5,12 @@ The Hydra process checks model keys against the real config class before any job
 worker picks the class to build from the same tables; ``python -m sweeper --info models`` prints
 them. Only transformers' configuration modules and the name-only tables of its auto classes
 (``models/auto/modeling_auto.py`` and ``modeling_tf_auto.py``: class *names* per model type) are
-imported, about 1 s. When this module is the first to import transformers (the Hydra process),
-USE_TF=0 and USE_TORCH=0 are set for that import, so transformers looks for no framework, and
-TRANSFORMERS_NO_ADVISORY_WARNINGS=1 keeps its "None of PyTorch, TensorFlow >= 2.0, or Flax have
-been found" advice off the console; the variables are put back afterwards, so the workers get
-their own settings. In a worker, transformers is already imported with its framework and nothing
-is changed.
+imported, a fraction of a framework import. When this module is the first to import transformers
+(the Hydra process), USE_TF=0 and USE_TORCH=0 are set for that import, so transformers looks for
+no framework, and TRANSFORMERS_NO_ADVISORY_WARNINGS=1 keeps its "None of PyTorch, TensorFlow >=
+2.0, or Flax have been found" advice off the console; the variables are put back afterwards, so
+the workers get their own settings. In a worker, transformers is already imported with its
+framework and nothing is changed.
 """
 
 from __future__ import annotations

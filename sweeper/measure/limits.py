@@ -64,8 +64,8 @@ __all__ = [
     "oom_kill_counters",
 ]
 
-# One sample (open and read /proc/PID/status) took 17 us on the development VM: 0.2 % of a core
-# at this rate. A thread faulting in fresh pages adds 2-4 GB/s there, so the watchdog ends a
+# One sample opens and reads /proc/PID/status (tens of microseconds: well under 1 % of a core at
+# this rate). A thread faulting in fresh pages adds a few GB/s at most, so the watchdog ends a
 # runaway cell within a few tens of MiB of its limit.
 WATCHDOG_INTERVAL_S = 0.01
 METHOD_CGROUP_V2 = "cgroup v2"
