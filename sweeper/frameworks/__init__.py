@@ -44,6 +44,11 @@ class CellError(RuntimeError):
     """The cell cannot run as configured on this machine; the message says why and what to do."""
 
 
+class NoForkAfterBuild(RuntimeError):
+    """This backend cannot build a model in a process that forks afterwards (the message says
+    why): every cell builds its own, and the zygote stops asking."""
+
+
 class Backend(abc.ABC):
     """One framework on one device, for one cell."""
 
@@ -63,6 +68,9 @@ class Backend(abc.ABC):
         build leaves a forked child waiting on threads that do not exist in it.
         """
         return False
+
+    #: Why :attr:`fork_after_build` is false, for the record.
+    no_fork_reason = "this framework's runtime keeps threads after a build"
 
     @abc.abstractmethod
     def build_model(self, mode: Mode, for_fork: bool = False) -> object:

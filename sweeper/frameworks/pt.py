@@ -16,7 +16,7 @@ import transformers.modeling_utils  # noqa: F401 - see the module docstring
 from ..config.schema import Config, Device
 from ..record import Mode
 from ..units import MIB
-from . import INFERENCE, Backend, CellError, describe_config, plan_model
+from . import INFERENCE, Backend, CellError, NoForkAfterBuild, describe_config, plan_model
 
 __all__ = ["BACKEND", "PtBackend"]
 
@@ -40,6 +40,9 @@ class PtBackend(Backend):
         # The intra-op threads torch chose in this process (one per core unless told otherwise).
         self.default_threads = torch.get_num_threads()
 
+    no_fork_reason = "a model on a CUDA device cannot be built before a fork (CUDA must not be "
+    no_fork_reason += "initialised in a process that forks)"
+
     @property
     def fork_after_build(self) -> bool:
         # A CPU model built on one intra-op thread leaves no OpenMP pool behind, so a forked
@@ -48,9 +51,9 @@ class PtBackend(Backend):
 
     def build_model(self, mode: Mode, for_fork: bool = False) -> object:
         config, options = self.config, self.config.framework
+        if for_fork and not self.fork_after_build:
+            raise NoForkAfterBuild(self.no_fork_reason)
         if for_fork:
-            if not self.fork_after_build:
-                raise RuntimeError("a model on a CUDA device cannot be built before a fork")
             torch.set_num_threads(1)  # no OpenMP pool in the builder; after_fork restores it
         torch.manual_seed(config.seed)
         plan = plan_model(transformers, mode, config, tf=False)

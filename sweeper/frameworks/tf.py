@@ -16,7 +16,7 @@ import transformers.modeling_tf_utils  # noqa: F401 - see the module docstring
 from ..config.schema import Config, Device
 from ..record import Mode
 from ..units import MIB
-from . import INFERENCE, Backend, CellError, describe_config, plan_model
+from . import INFERENCE, Backend, CellError, NoForkAfterBuild, describe_config, plan_model
 
 __all__ = ["BACKEND", "TfBackend"]
 
@@ -44,10 +44,14 @@ class TfBackend(Backend):
 
     # fork_after_build stays False: building (even constructing) a Keras model starts
     # TensorFlow's runtime thread pools, and a child forked after that waits on them forever.
+    no_fork_reason = (
+        "TensorFlow models cannot be built before a fork: constructing one starts the "
+        "runtime's thread pools, and a child forked after that hangs"
+    )
 
     def build_model(self, mode: Mode, for_fork: bool = False) -> object:
         if for_fork:
-            raise RuntimeError("TensorFlow models cannot be built before a fork")
+            raise NoForkAfterBuild(self.no_fork_reason)
         config = self.config
         tf.keras.utils.set_random_seed(config.seed)
         plan = plan_model(transformers, mode, config, tf=True)

@@ -157,8 +157,18 @@ def _builder(
         try:
             built = build(spec, for_fork=True)
         except BaseException as exc:
-            traceback.print_exc()
-            _send(out, {"build_failed": f"{type(exc).__name__}: {exc}"})
+            from ..frameworks import NoForkAfterBuild
+
+            refused = isinstance(exc, NoForkAfterBuild)  # the framework's, whatever the model
+            if not refused:
+                traceback.print_exc()
+            _send(
+                out,
+                {
+                    "build_failed": str(exc) if refused else f"{type(exc).__name__}: {exc}",
+                    "framework_refuses": refused,
+                },
+            )
             _exit(1)
         facts = {
             "shared": True,
@@ -195,6 +205,7 @@ class _Builder:
         self.log = request["build"]["log"]
         self.cells = 0
         self.facts: Dict[str, Any] = {}
+        self.framework_refuses = False  # the backend builds no model before a fork, any model
         to_builder_r, to_builder_w = os.pipe()
         from_builder_r, from_builder_w = os.pipe()
         self.pid = os.fork()
@@ -223,7 +234,9 @@ class _Builder:
         if first:
             message = self._next()
             if message is None or "built" not in message:
-                return (message or {}).get("build_failed", "the builder died while building")
+                message = message or {}
+                self.framework_refuses = bool(message.get("framework_refuses"))
+                return message.get("build_failed", "the builder died while building")
             self.facts = message["built"]
         else:
             try:
@@ -269,6 +282,7 @@ def serve(framework: str, parent_pid: int) -> None:
     out = sys.stdout.buffer
     _send(out, {"ready": True, "import_s": import_s, "threads": ready_threads})
     builders: Dict[str, _Builder] = {}  # one per mode
+    no_builders: Optional[str] = None  # why this framework builds no model before a fork
     for line in sys.stdin.buffer:
         request = json.loads(line)
         hazard = fork_hazard(ready_threads)
@@ -276,6 +290,9 @@ def serve(framework: str, parent_pid: int) -> None:
             _send(out, {"id": request["id"], "unsafe": f"zygote: {hazard}"})
             continue
         build = request.get("build")
+        if build and no_builders:
+            _fork_worker(out, request, {"builder": {"shared": False, "why": no_builders}})
+            continue
         if build:
             slot = build["slot"]
             builder = builders.get(slot)
@@ -288,6 +305,8 @@ def serve(framework: str, parent_pid: int) -> None:
             why = builder.serve(request, out, first)
             if why is None:
                 continue
+            if builder.framework_refuses:
+                no_builders = why  # later cells go straight to a worker of their own
             builders.pop(slot).close()
             _fork_worker(out, request, {"builder": {"shared": False, "why": why}})
             continue
