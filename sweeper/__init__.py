@@ -14,7 +14,6 @@ need them, and no framework ever is (only the worker processes import torch or T
 
 from __future__ import annotations
 
-import types
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __version__ = "0.2.0"
-__all__ = ["__version__", "compare", "load", "run", "run_sweep", "scaling"]
+__all__ = ["__version__", "compare", "load", "run", "scaling"]
 
 
 def load(
@@ -97,7 +96,7 @@ def compare(
     return frame
 
 
-def run_sweep(
+def run(
     overrides: Sequence[str] = (),
     sweep_dir: Optional[Union[str, PathLike]] = None,
     config_dir: Optional[Union[str, PathLike]] = None,
@@ -126,9 +125,9 @@ def run_sweep(
 
     from .config import CONF_DIR
     from .config.errors import explain
-    from .run import app as hydra_entry
+    from .engine import app as hydra_entry
 
-    version.setbase("1.3")  # as @hydra.main(version_base="1.3") in sweeper.run.app
+    version.setbase("1.3")  # as @hydra.main(version_base="1.3") in sweeper.engine.app
     overrides = [str(o) for o in overrides]
     if sweep_dir is not None:
         overrides.append(f"hydra.sweep.dir={Path(sweep_dir).resolve()}")
@@ -165,18 +164,3 @@ def run_sweep(
     if not folders:
         raise RuntimeError("the sweep ran no job")
     return load(Path(folders[0]).resolve())
-
-
-class _RunPackage(types.ModuleType):
-    """``sweeper.run`` is the package of the Hydra process's modules (sweeper/run/) and, called,
-    :func:`run_sweep`. A plain function named ``run`` here would be replaced by the subpackage
-    the moment anything imports ``sweeper.run.app`` (the import system sets that attribute), and
-    Hydra finds the end-of-run callback through it (``sweeper.run.callbacks.CollectTables``)."""
-
-    def __call__(self, overrides=(), sweep_dir=None, config_dir=None):
-        return run_sweep(overrides, sweep_dir=sweep_dir, config_dir=config_dir)
-
-
-from . import run  # noqa: E402  (light: a docstring; its modules load when used)
-
-run.__class__ = _RunPackage

@@ -1,5 +1,5 @@
 """``python -m sweeper``: run one cell, or a multirun of cells with ``-m``."""
 
-from .run.app import main
+from .engine.app import main
 
 main()

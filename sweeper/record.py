@@ -1,6 +1,6 @@
 """The record of one cell: the typed contract between the processes that measure and every report.
 
-The runner (``sweeper.run``) writes one :class:`Record` per cell as ``record.json``; the worker
+The runner (``sweeper.engine``) writes one :class:`Record` per cell as ``record.json``; the worker
 writes one :class:`ModeResult` per mode; the collector, the tables and every later report read
 these types, never the JSON keys. Layout (``SCHEMA_VERSION`` 1)::
 
@@ -413,7 +413,7 @@ class ModeResult:
     # With timing.rounds > 1: what each round measured (time above pools their samples).
     rounds: Optional[List[Dict[str, Any]]] = None
     # The worker's window (UTC, ms), a zygote it started included; with lock=true, inside the
-    # host-wide device locks (sweeper.run.lock), so no other cell measured on the device meanwhile.
+    # host-wide device locks (sweeper.engine.lock): no other cell measured on the device meanwhile.
     started_utc: Optional[str] = None
     finished_utc: Optional[str] = None
     lock_wait_s: Optional[float] = None  # waited for the device locks first; None: lock=false

@@ -236,7 +236,7 @@ def test_bad_values_are_refused_with_the_fix(compose_config, overrides, message)
 
 
 def test_job_folder_names_stay_readable_and_bounded():
-    from sweeper.run.app import MAX_DIRNAME, cell_dirname
+    from sweeper.engine.app import MAX_DIRNAME, cell_dirname
 
     assert cell_dirname("batch=8,seq=128") == "batch=8,seq=128"
     assert cell_dirname("") == "default"

@@ -176,9 +176,9 @@ def _is_sweeper_process(process: psutil.Process, hydra_pid: int, sweep_dir) -> b
         command = process.cmdline()
     except psutil.Error:
         return False
-    if "sweeper.run.zygote" in command:
+    if "sweeper.engine.zygote" in command:
         return command[-1] == str(hydra_pid)
-    return "sweeper.run.worker" in command and str(sweep_dir) in " ".join(command)
+    return "sweeper.engine.worker" in command and str(sweep_dir) in " ".join(command)
 
 
 def _workers(pid: int):
@@ -192,8 +192,8 @@ def _workers(pid: int):
     for process in descendants:
         try:
             command = " ".join(process.cmdline())
-            forked = "sweeper.run.zygote" in command and process.ppid() != pid
-            if "sweeper.run.worker" in command or (forked and not process.children()):
+            forked = "sweeper.engine.zygote" in command and process.ppid() != pid
+            if "sweeper.engine.worker" in command or (forked and not process.children()):
                 workers.append(process)
         except psutil.Error:
             continue
@@ -489,7 +489,7 @@ def test_a_job_ended_by_the_scheduler_is_killed_and_says_how_to_resume(
 ):
     """submitit raises UncompletedJobError in a SLURM job at its time limit."""
     from sweeper.config.job import job_from_config
-    from sweeper.run import runner
+    from sweeper.engine import runner
 
     class UncompletedJobError(RuntimeError):
         pass

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper.config.schema import Config
+from sweeper.engine.worker import measure
 from sweeper.measure import gpu
 from sweeper.record import MemorySource, Mode, ModeResult, memory_marks
 from sweeper.report.collect import collect
-from sweeper.run.worker import measure
 from tests.helpers import QUICK, TINY_BERT, default_timing, records, run_sweeper
 
 GOLDEN = Path(__file__).parent / "data" / "golden"

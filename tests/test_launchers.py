@@ -273,7 +273,7 @@ def test_the_task_function_carries_no_zygote(tmp_path):
     """The launchers pickle the task function with cloudpickle and call it on the node; a zygote
     (a process with pipes) of the submitting process must not travel with it."""
     cloudpickle = pytest.importorskip("cloudpickle")
-    from sweeper.run import app, zygote
+    from sweeper.engine import app, zygote
 
     sleeper = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     fake = types.SimpleNamespace(proc=sleeper, alive=lambda: True)
@@ -289,13 +289,13 @@ def test_the_task_function_carries_no_zygote(tmp_path):
     code = textwrap.dedent(
         f"""
         import pickle
-        from sweeper.run import zygote
+        from sweeper.engine import zygote
         task = pickle.loads(open({str(blob)!r}, "rb").read())
         print(task.__module__, task.__name__, len(zygote._ZYGOTES))
         """
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.stdout.split() == ["sweeper.run.app", "hydra_app", "0"], proc.stderr
+    assert proc.stdout.split() == ["sweeper.engine.app", "hydra_app", "0"], proc.stderr
 
 
 def test_slurm_job_and_node_go_into_the_environment(monkeypatch):

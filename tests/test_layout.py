@@ -23,9 +23,9 @@ def framework_free_modules() -> list:
 
 def test_the_walk_finds_every_role():
     modules = framework_free_modules()
-    for package in ("config", "run", "measure", "report", "frameworks"):
+    for package in ("config", "engine", "measure", "report", "frameworks"):
         assert f"sweeper.{package}" in modules
-    assert "sweeper.run.worker" in modules and "sweeper.report.collect" in modules
+    assert "sweeper.engine.worker" in modules and "sweeper.report.collect" in modules
     assert len(modules) >= 20
 
 

@@ -1,4 +1,4 @@
-"""The host-wide device locks (sweeper/run/lock.py): exclusive and shared, gone with a killed
+"""The host-wide device locks (sweeper/engine/lock.py): exclusive and shared, gone with a killed
 holder, logged and timed while waiting, off with lock=false, usable by every user.
 
 Holders are separate processes, as other sweeps are: flock locks belong to open files, so a lock
@@ -23,15 +23,15 @@ import pytest
 
 from sweeper.config.job import job_from_config
 from sweeper.config.schema import Device
+from sweeper.engine import lock
+from sweeper.engine.lock import CPU_LOCK, DeviceLock, device_locks, hold, locks_for
 from sweeper.record import Mode, ModeResult
-from sweeper.run import lock
-from sweeper.run.lock import CPU_LOCK, DeviceLock, device_locks, hold, locks_for
 
 # A lock holder in another process: takes the lock, says so, keeps it for HOLD_S or until killed.
 HOLDER = """
 import sys, time
 from pathlib import Path
-from sweeper.run.lock import DeviceLock, hold
+from sweeper.engine.lock import DeviceLock, hold
 folder, name, exclusive, hold_s = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
 holder = {"pid": __import__("os").getpid(), "user": "tester", "host": "here",
           "sweep": "/sweeps/other", "cell": "tiny-bert pt/cpu batch=1 seq=8 inference"}
@@ -98,7 +98,7 @@ def test_kill_9_of_the_holder_frees_the_lock_at_once(folder):
 
 def test_a_waiter_logs_who_holds_the_lock_and_measures_its_wait(folder, caplog):
     holder = start_holder(folder, hold_s=1.0)
-    with caplog.at_level(logging.INFO, logger="sweeper.run.lock"):
+    with caplog.at_level(logging.INFO, logger="sweeper.engine.lock"):
         with hold(folder, DeviceLock(CPU_LOCK), {"pid": os.getpid()}) as waited_s:
             pass
     holder.wait()
@@ -225,8 +225,8 @@ def test_time_spent_waiting_for_the_lock_does_not_count_against_timeout_s(
     job, tmp_path, monkeypatch
 ):
     """A cell that waited 50 s of its 60 s so far still has timeout_s - 10 s for its next mode."""
+    from sweeper.engine import runner
     from sweeper.record import Record, Status
-    from sweeper.run import runner
 
     given = {}
 

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from sweeper.config.schema import Config
+from sweeper.engine.worker import measure
 from sweeper.measure.memory import METHOD_RESET, peak_rss_mib, reset_peak, rss_mib
 from sweeper.record import Mode, ModeResult
-from sweeper.run.worker import measure
 from tests.helpers import default_timing
 
 pytestmark = pytest.mark.skipif(not reset_peak(), reason="needs Linux /proc/self/clear_refs")

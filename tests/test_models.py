@@ -15,7 +15,7 @@ from sweeper.config import catalog
 from sweeper.config.job import InputError, cell_problem, config_identity, job_from_config
 from sweeper.config.model import build_config, positions_limit, resolve, shape_problem
 from sweeper.config.problems import UnknownKeyError
-from sweeper.run.app import hydra_argv
+from sweeper.engine.app import hydra_argv
 from tests.helpers import REPO, records, run_sweeper, sweeper_env
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,16 @@ def _site_packages(python: Path) -> str:
 
 
 def test_the_wheel_installs_and_runs_a_cell_outside_the_repository(tmp_path):
+    # Built from a copy of the checkout's files: setuptools reuses a build/ folder and would
+    # package what an earlier build left there.
+    source = tmp_path / "source"
+    listed = _run(
+        ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard"]
+    ).stdout.split("\n")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     _run(
         [
@@ -38,7 +49,7 @@ def test_the_wheel_installs_and_runs_a_cell_outside_the_repository(tmp_path):
             "-q",
             "-w",
             str(wheels),
-            str(REPO),
+            str(source),
         ]
     )
     (wheel,) = wheels.glob("sweeper-*.whl")

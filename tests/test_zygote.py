@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.run import zygote as zygote_module
-from sweeper.run.zygote import ForkUnsafe, Zygote, ZygoteError, fork_hazard, get_zygote
+from sweeper.engine import zygote as zygote_module
+from sweeper.engine.zygote import ForkUnsafe, Zygote, ZygoteError, fork_hazard, get_zygote
 
 FAKE = Path(__file__).parent / "data" / "fake_zygote.py"
 

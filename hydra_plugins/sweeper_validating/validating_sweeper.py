@@ -5,7 +5,7 @@ Hydra already composes every job of a sweep up front (so a misspelt key fails ea
 turns each composed config into sweeper's typed Job, so a bad value (``batch=0``) or an empty
 sweep stops the command before any cell has been measured. Jobs are then put in an order where
 the cells of one model are consecutive (stable: otherwise the user's order), so that each model
-is built once (sweeper.run.zygote's builders); the tables keep the user's order. With
+is built once (sweeper.engine.zygote's builders); the tables keep the user's order. With
 ``timing.rounds=k``, the jobs run in k passes (``sweep_round=1..k``), each measuring one more round
 of every cell, so that a cell's rounds are spread over the sweep. Selected in
 conf/hydra/sweeper.yaml with ``override sweeper: validating``.

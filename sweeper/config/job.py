@@ -51,7 +51,7 @@ __all__ = [
 # of these is still the same measurement (and is kept on resume).
 NOT_PART_OF_IDENTITY = ("force", "timeout_s", "sweep_round", "lock", "lock_dir")
 # Keys that do not change the built model: cells that differ only in these (and in the mode they
-# measure) can be forked from one built model (sweeper.run.zygote's builders). A key missing here
+# measure) can be forked from one built model (sweeper.engine.zygote's builders). A key missing here
 # only costs a rebuild; a key here that did change the model would share a wrong one.
 NOT_PART_OF_BUILD = (
     *NOT_PART_OF_IDENTITY,

@@ -9,7 +9,7 @@ Building has two phases so that a built model can serve many cells: :meth:`Backe
 (the model only: no input, no forward pass) and :meth:`Backend.make_step` (the cell's inputs and
 the callable to measure). Where :attr:`Backend.fork_after_build` is true, a process may build
 once and fork a fresh child per cell that runs ``after_fork``, ``make_step`` and the
-measurement (sweeper.run.zygote).
+measurement (sweeper.engine.zygote).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 The index counts finished cells of this run, the total is the run's from its manifest
 (sweeper/manifest.py). The ETA is the mean wall time of the cells measured so far (cells kept from
 an earlier run cost nothing and do not count) times the cells left. Printed by the end-of-run
-callback (sweeper.run.callbacks) in the Hydra process. Plain lines when the output is not a
+callback (sweeper.engine.callbacks) in the Hydra process. Plain lines when the output is not a
 terminal (CI logs); on a terminal the status word is coloured unless ``NO_COLOR`` is set.
 Standard library only.
 """

@@ -1,7 +1,7 @@
 """Run one cell from the Hydra job: reuse a matching record, else measure it in worker processes.
 
 The Hydra process never imports a framework. Each mode (inference, training) runs in its own
-fresh worker (``sweeper.run.worker``) under the cell's timeout; whatever happens to the worker
+fresh worker (``sweeper.engine.worker``) under the cell's timeout; whatever happens to the worker
 (an exception, the OOM killer, a hang), the job writes one ``record.json`` and returns normally,
 so the multirun goes on and the collector runs at the end.
 """
@@ -135,7 +135,7 @@ def _spawn(job: Job, spec_path: Path, result_path: Path, log_path: Path, timeout
     """A worker as a new interpreter (worker_start=spawn): (returncode, timed_out)."""
     with open(log_path, "ab") as worker_log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeper.run.worker", str(spec_path), str(result_path)],
+            [sys.executable, "-m", "sweeper.engine.worker", str(spec_path), str(result_path)],
             stdout=worker_log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -208,7 +208,7 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
                 "this mode could start; raise timeout_s if the cell is just slow"
             ),
         )
-    # The host-wide device locks (sweeper.run.lock) around everything that computes for this
+    # The host-wide device locks (sweeper.engine.lock) around everything that computes for this
     # measurement: a zygote's start, a builder's build, the worker. Waiting is not in the times.
     with device_locks(job, mode, job_dir) as held:
         tmp_dir.mkdir(exist_ok=True)

@@ -1,12 +1,12 @@
 """Runs one mode (inference or training) of one cell in a fresh process and writes its result.
 
-``python -m sweeper.run.worker SPEC.json RESULT.json`` (``worker_start=spawn``), or a child forked
-from a zygote (``sweeper.run.zygote``): from the zygote itself, which imported the framework, or
-from a builder forked from it, which also built the model (:func:`build`) and forks one child per
-cell. Either way the measuring process is fresh: nothing ran a forward pass before it, so a
-cell's figures do not depend on the cells before it. The result file is rewritten atomically
-after each phase and about once a second of timed calls, so a worker killed by the OOM killer or
-a timeout still leaves what it had measured and how far it got.
+``python -m sweeper.engine.worker SPEC.json RESULT.json`` (``worker_start=spawn``), or a child
+forked from a zygote (``sweeper.engine.zygote``): from the zygote itself, which imported the
+framework, or from a builder forked from it, which also built the model (:func:`build`) and
+forks one child per cell. Either way the measuring process is fresh: nothing ran a forward pass
+before it, so a cell's figures do not depend on the cells before it. The result file is
+rewritten atomically after each phase and about once a second of timed calls, so a worker killed
+by the OOM killer or a timeout still leaves what it had measured and how far it got.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) 
 def main(argv: list | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m sweeper.run.worker SPEC.json RESULT.json", file=sys.stderr)
+        print("usage: python -m sweeper.engine.worker SPEC.json RESULT.json", file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep's process stops us on Ctrl-C
     spec = json.loads(Path(argv[0]).read_text())

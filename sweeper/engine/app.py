@@ -1,6 +1,6 @@
 """The Hydra entry: turn the composed config into a Job once and run that one cell.
 
-It measures nothing itself (sweeper.run.runner does, through worker processes) and never lets a
+It measures nothing itself (sweeper.engine.runner does, through worker processes) and never lets a
 cell's failure escape: the record says what happened, so the multirun goes on and the collector
 runs.
 """

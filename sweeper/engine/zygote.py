@@ -1,7 +1,7 @@
 """One framework import per sweep, and one model build per model: processes that only fork.
 
 The Hydra process imports no framework. The first cell that needs, say, PyTorch on the CPU
-starts ``python -m sweeper.run.zygote`` with that cell's worker environment; the zygote imports
+starts ``python -m sweeper.engine.zygote`` with that cell's worker environment; the zygote imports
 the framework backend (torch or TensorFlow, and transformers) and then does nothing but fork:
 each measurement runs in a fresh child of it, so no cell after the first pays the import.
 
@@ -109,7 +109,7 @@ def _exit(code: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Server side: the zygote (python -m sweeper.run.zygote FRAMEWORK PARENT_PID) and its builders
+# Server side: the zygote (python -m sweeper.engine.zygote FRAMEWORK PARENT_PID) and its builders
 
 
 def _worker(request: Dict[str, Any], built: Any = None) -> None:
@@ -341,11 +341,11 @@ class Zygote:
         log_path: Path,
         command: Optional[list] = None,
     ) -> None:
-        """``command``: what to start instead of ``python -m sweeper.run.zygote`` (tests)."""
+        """``command``: what to start instead of ``python -m sweeper.engine.zygote`` (tests)."""
         self.log_path = log_path
         self._buffer = b""
         self._next_id = 0
-        command = command or [sys.executable, "-m", "sweeper.run.zygote", framework]
+        command = command or [sys.executable, "-m", "sweeper.engine.zygote", framework]
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*command, str(os.getpid())],
