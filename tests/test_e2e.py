@@ -137,6 +137,7 @@ def test_speed_false_drops_the_speed_sections(tmp_path, sweep_dir):
     assert record["results"]["inference"]["model_parameters"] == 48512 + 2 * 8544 + 2120
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_the_collector_runs_again_on_a_sweep_folder(tmp_path, sweep_dir):
     first = run_sweeper(
         [*TINY_BERT, *QUICK, "batch=1", "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"], cwd=tmp_path
@@ -153,6 +154,7 @@ def test_the_collector_runs_again_on_a_sweep_folder(tmp_path, sweep_dir):
     assert (sweep_dir / "inference_time.csv").exists()
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_spawned_workers_measure_the_same_cell(tmp_path, sweep_dir):
     """worker_start=spawn (a new interpreter per measurement, for platforms without fork)."""
     proc = run_sweeper(

@@ -264,6 +264,7 @@ def test_a_hanging_cell_is_stopped_after_timeout_s(tmp_path, sweep_dir):
 SWEEP = [*TINY_BERT, *QUICK, "timing.rounds=1", "batch=1", "seq=8,16,24"]
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_kill_the_sweep_then_resume_it(tmp_path, sweep_dir):
     args = [*SWEEP, f"hydra.sweep.dir={sweep_dir}", "-m"]
     proc = start_sweeper(args, tmp_path)
@@ -292,6 +293,7 @@ def test_kill_the_sweep_then_resume_it(tmp_path, sweep_dir):
     assert "3 cells: 3 ok" in resumed.stdout
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_a_record_of_another_config_is_never_reused(tmp_path, sweep_dir):
     conf = tmp_path / "myconf" / "model"
     conf.mkdir(parents=True)

@@ -140,6 +140,7 @@ def test_each_job_starts_its_own_zygote_on_its_node_and_records_its_job_id(toget
     assert all("submitit_job_id" not in r["environment"] for r in records(together.basic))
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_a_resume_under_submitit_re_measures_only_the_cell_without_its_record(together):
     kept = records(together.submitit)
     (missing,) = [

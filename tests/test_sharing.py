@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import QUICK, TINY_BERT, records, run_sweeper
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, table_rows
 
 # Larger than TINY_BERT so that its figures stand well above the noise: about 20 MB of weights.
 SMALL_BERT = [*TINY_BERT, "model.hidden_size=128", "model.intermediate_size=512"]
@@ -109,6 +109,7 @@ def test_a_shared_build_measures_what_an_own_build_measures(tmp_path):
     pytest.fail(f"own and shared builds' medians disagree in three attempts: {medians}")
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_another_model_replaces_the_builder(tmp_path, sweep_dir):
     proc = run_sweeper(
         [
@@ -153,3 +154,32 @@ def test_tensorflow_builds_in_each_cell_says_why_and_leaves_no_temporary_files(t
     # Autograph's generated modules went to each worker's own folder, removed after it.
     assert list(tmp.iterdir()) == []
     assert not list(sweep_dir.rglob("tmp-*"))
+
+
+@pytest.mark.slow  # make test-slow (CI runs it too)
+def test_jobs_of_one_model_run_one_after_the_other(tmp_path, sweep_dir):
+    # seq before model: Hydra's product alternates the models; the sweeper groups them.
+    proc = run_sweeper(
+        [
+            *TINY_BERT,
+            *QUICK,
+            "batch=1",
+            "seq=8,16",
+            "model.num_hidden_layers=1,2",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sorted(records(sweep_dir), key=lambda r: r["sweep_index"])
+    launched = [(r["config"]["model"]["num_hidden_layers"], r["config"]["seq"]) for r in found]
+    assert launched == [(1, 8), (1, 16), (2, 8), (2, 16)]
+    assert [r["results"]["inference"]["build"]["new"] for r in found] == [True, False] * 2
+    rows = table_rows(proc.stdout, "INFERENCE - SPEED - RESULT")
+    assert [row.split()[:3] for row in rows] == [
+        ["tiny-bert[num_hidden_layers=1]", "1", "8"],
+        ["tiny-bert[num_hidden_layers=1]", "1", "16"],
+        ["tiny-bert[num_hidden_layers=2]", "1", "8"],
+        ["tiny-bert[num_hidden_layers=2]", "1", "16"],
+    ]
