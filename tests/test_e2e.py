@@ -18,7 +18,10 @@ SECTIONS = (
 )
 
 
-@pytest.mark.parametrize("framework", ["pt", "tf"])
+@pytest.mark.parametrize(
+    "framework",
+    ["pt", pytest.param("tf", marks=pytest.mark.slow)],  # TF: test_sharing.py too
+)
 def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
     proc = run_sweeper(
         [

@@ -332,7 +332,10 @@ def test_a_record_of_another_config_is_never_reused(tmp_path, sweep_dir):
 
 @pytest.mark.parametrize(
     "broken",
-    [pytest.param("", marks=pytest.mark.slow), '{"schema_version": 1, "kind": "sweeper.cell", "ce'],
+    [
+        pytest.param("", marks=pytest.mark.slow),
+        pytest.param('{"schema_version": 1, "kind": "sweeper.cell", "ce', marks=pytest.mark.slow),
+    ],
 )
 def test_a_broken_record_is_re_measured_and_kept_aside(tmp_path, sweep_dir, broken):
     args = [*TINY_BERT, *QUICK, "seq=8", f"hydra.sweep.dir={sweep_dir}", "-m"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from tests.helpers import TINY_BERT, quick, records, run_sweeper, start_sweeper
 from tests.test_failures import _wait_for
 
@@ -47,6 +49,7 @@ def test_a_single_run_measures_every_round_itself(tmp_path):
     assert len(record["results"]["inference"]["time"]["round_sizes"]) == 3
 
 
+@pytest.mark.slow  # make test-slow (CI runs it too)
 def test_a_resumed_sweep_adds_the_rounds_it_lacks(tmp_path, sweep_dir):
     args = [
         *TINY_BERT,
