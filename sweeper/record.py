@@ -407,8 +407,9 @@ class ModeResult:
     worker_start: Optional[str] = None  # fork | spawn
     zygote: Optional[Dict[str, Any]] = None
     # How the model was built: by a builder shared with other cells ({"shared": true, "new",
-    # "built_in": the job folder of the cell that paid the build, "build_s", ...}) or not
-    # ({"shared": false, "why"}).
+    # "built_in": the job folder of the cell that paid the build, "build_s", ...}); by this
+    # worker from a weights snapshot shared with other cells (the same, and "via": "weights
+    # snapshot", "save_s", "snapshot_mib"); or from weights of its own ({"shared": false, "why"}).
     build: Optional[Dict[str, Any]] = None
     # With timing.rounds > 1: what each round measured (time above pools their samples).
     rounds: Optional[List[Dict[str, Any]]] = None

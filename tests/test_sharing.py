@@ -3,9 +3,14 @@ a cell measured through a shared build gives the same figures as through a build
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
-from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, table_rows
+from sweeper.config.job import job_from_config
+from tests.helpers import QUICK, TINY_BERT, records, run_sweeper, sweeper_env, table_rows
 
 # Larger than TINY_BERT so that its figures stand well above the noise: about 20 MB of weights.
 SMALL_BERT = [*TINY_BERT, "model.hidden_size=128", "model.intermediate_size=512"]
@@ -133,7 +138,9 @@ def test_another_model_replaces_the_builder(tmp_path, sweep_dir):
     assert builds[0]["pid"] != builds[1]["pid"]
 
 
-def test_tensorflow_builds_in_each_cell_says_why_and_leaves_no_temporary_files(tmp_path, sweep_dir):
+def test_tensorflow_cells_build_from_one_weights_snapshot_and_leave_no_temporary_files(
+    tmp_path, sweep_dir
+):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = run_sweeper(
@@ -141,6 +148,7 @@ def test_tensorflow_builds_in_each_cell_says_why_and_leaves_no_temporary_files(t
             *TINY_BERT,
             *QUICK,
             "framework=tf",
+            "training=true",
             "batch=1",
             "seq=8,16",
             f"hydra.sweep.dir={sweep_dir}",
@@ -150,14 +158,92 @@ def test_tensorflow_builds_in_each_cell_says_why_and_leaves_no_temporary_files(t
         env={"TMPDIR": str(tmp)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for record in records(sweep_dir):
-        result = record["results"]["inference"]
-        assert result["build"]["shared"] is False
-        assert "TensorFlow models cannot be built before a fork" in result["build"]["why"]
-        assert result["phases_s"]["build_s"] > 0 and result["worker_start"] == "fork"
+    cells = by_seq(sweep_dir)
+    for mode in ("inference", "training"):
+        results = [cells[seq]["results"][mode] for seq in (8, 16)]
+        builds = [r["build"] for r in results]
+        assert [b["via"] for b in builds] == ["weights snapshot"] * 2
+        assert [b["new"] for b in builds] == [True, False]
+        assert [b["cells_served"] for b in builds] == [1, 2]
+        assert builds[0]["pid"] == builds[1]["pid"]  # one process drew the weights
+        assert builds[1]["built_in"] == builds[0]["built_in"]
+        assert builds[0]["snapshot_mib"] > 0.01
+        # Every cell builds its own model (from the snapshot); the first also paid the drawing.
+        assert all(r["phases_s"]["build_s"] > 0 for r in results)
+        assert (
+            results[0]["phases_s"]["snapshot_s"] > 0 and "snapshot_s" not in results[1]["phases_s"]
+        )
+        assert {r["worker_start"] for r in results} == {"fork"}
+    assert (
+        cells[8]["results"]["inference"]["build"]["pid"]
+        != cells[8]["results"]["training"]["build"]["pid"]
+    )
     # Autograph's generated modules went to each worker's own folder, removed after it.
     assert list(tmp.iterdir()) == []
     assert not list(sweep_dir.rglob("tmp-*"))
+
+
+# Builds one tiny model twice in forked children of one process, as the zygote does: drawing
+# its weights (and saving them), then from that snapshot; prints what the second build holds.
+SNAPSHOT_SCRIPT = """
+import json, os, sys
+import numpy as np
+from sweeper.config.job import typed_config
+from sweeper.frameworks import WeightsSnapshot, tf as backend
+from sweeper.record import Mode
+
+config, folder = typed_config(json.loads(sys.argv[1])), sys.argv[2]
+fd = os.memfd_create("weights")
+
+def in_child(body):
+    pid = os.fork()
+    if pid == 0:
+        body()
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+def build(weights=None):
+    built = backend.TfBackend(config)
+    built.build_model(Mode.training, weights=weights)
+    return {v.name: v.numpy() for v in built.variables}, built
+
+def draw():
+    values, built = build()
+    np.savez(f"{folder}/drawn.npz", **values)
+    with open(f"{folder}/snapshot.json", "w") as out:
+        json.dump(built.save_weights(fd).variables, out)
+
+def from_snapshot():
+    variables = json.load(open(f"{folder}/snapshot.json"))
+    values, _ = build(WeightsSnapshot(fd=fd, variables=variables))
+    drawn = dict(np.load(f"{folder}/drawn.npz"))
+    print(json.dumps({
+        "names": sorted(values) == sorted(drawn),
+        "equal": all(np.array_equal(values[k], drawn[k]) for k in drawn),
+        "variables": len(values),
+    }))
+
+in_child(draw)
+in_child(from_snapshot)
+"""
+
+
+def test_a_weights_snapshot_build_holds_the_drawn_weights(tmp_path, compose_config):
+    overrides = [*TINY_BERT, "framework=tf", "training=true"]
+    config = job_from_config(compose_config(overrides), overrides).config_dict
+    script = tmp_path / "snapshot.py"
+    script.write_text(SNAPSHOT_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(config), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**sweeper_env(), "USE_TORCH": "0"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found == {"names": True, "equal": True, "variables": found["variables"]}
+    assert found["variables"] > 20  # a BertForMaskedLM's weights, not an empty build
 
 
 @pytest.mark.slow  # make test-slow (CI runs it too)

@@ -64,6 +64,7 @@ NOT_PART_OF_BUILD = (
     "timing",
     "memory_limit_mib",
     "worker_start",
+    "share_build",
 )
 
 # What a non-finite value would have meant, and the finite value to give instead. Records are

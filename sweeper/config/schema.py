@@ -168,6 +168,7 @@ class Config:
     memory_limit_mib: Optional[int] = MISSING
     force: bool = MISSING
     worker_start: WorkerStart = MISSING
+    share_build: bool = MISSING  # one build per model and sweep, shared by its cells
     lock: bool = MISSING  # measure only while holding the host-wide device locks (run/lock.py)
     lock_dir: str = MISSING  # where those locks live: the same absolute folder for every sweep
     timing: TimingConfig = MISSING

@@ -165,16 +165,20 @@ def _start_worker(
     env_key = (job.cell.framework, tuple(sorted(_worker_env(job).items())))
     if _can_fork(job) and env_key not in _FORK_UNSAFE:
         zygote, facts.zygote = _zygote_for(job, job_dir)
-        build = {
-            "key": job.build_key(mode),
-            "slot": mode.value,
-            "log": str(job_dir / f"builder-{mode.value}.log"),
-        }
+        build = None
+        if job.config.share_build:
+            build = {
+                "key": job.build_key(mode),
+                "slot": mode.value,
+                "log": str(job_dir / f"builder-{mode.value}.log"),
+            }
         try:
             returncode, timed_out, builder = zygote.run(
                 spec_path, result_path, log_path, timeout_s, build=build
             )
             facts.worker_start = "fork"
+            if build is None:
+                builder = {"shared": False, "why": "share_build=false"}
             facts.build = builder or None
             return returncode, timed_out, facts
         except ForkUnsafe as exc:
@@ -247,8 +251,11 @@ def _run_worker(job: Job, mode: Mode, job_dir: Path, timeout_s: float) -> ModeRe
     result.zygote = facts.zygote  # the import this worker did not pay, paid once by the zygote
     if facts.build is not None:
         result.build = facts.build
-        if facts.build.get("shared") and facts.build.get("new"):
-            result.phases_s["build_s"] = facts.build["build_s"]  # this cell paid the build
+        if facts.build.get("shared") and facts.build.get("new"):  # this cell paid the build
+            if facts.build.get("via") == "weights snapshot":  # the worker built one more
+                result.phases_s["snapshot_s"] = facts.build["build_s"] + facts.build["save_s"]
+            else:
+                result.phases_s["build_s"] = facts.build["build_s"]
     if timed_out:
         result.status = Status.timeout
         kept = f"; {result.time.timed_calls} timed calls kept" if result.time else ""

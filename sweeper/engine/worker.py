@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..config.job import typed_config
 from ..config.schema import Device
@@ -38,8 +38,9 @@ from ..measure.memory import (
 from ..measure.stats import TimeStats
 from ..measure.timing import round_share, time_calls
 from ..record import MemoryResult, MemorySource, Mode, ModeResult, Status, TimeResult
+from ..units import MIB
 
-__all__ = ["Built", "build", "die_with_parent", "main", "measure", "run"]
+__all__ = ["Built", "build", "die_with_parent", "main", "make_snapshot", "measure", "run"]
 
 # While timing, the partial samples are saved at most this often: a cell stopped by timeout_s
 # keeps what it measured, at the cost of one small file write per second of timed calls.
@@ -166,17 +167,29 @@ class Built:
         }
 
 
-def build(spec: Dict[str, Any], for_fork: bool = False) -> Built:
-    """Import the framework (a no-op after the zygote's import) and build the spec's model."""
+def build(
+    spec: Dict[str, Any],
+    for_fork: bool = False,
+    weights: Optional[Any] = None,
+    snapshot: bool = False,
+) -> Built:
+    """Import the framework (a no-op after the zygote's import) and build the spec's model.
+
+    ``weights``: a WeightsSnapshot of this model to take the initial weights from.
+    ``snapshot``: the build's weights will be saved (raises NoWeightsSnapshot before building
+    where they cannot be).
+    """
     config = typed_config(spec["config"])
-    from ..frameworks import load
+    from ..frameworks import NoWeightsSnapshot, load
 
     tic = time.perf_counter()
     backend = load(config.framework.name.value)(config)
     import_s = time.perf_counter() - tic
+    if snapshot and (refusal := backend.weights_snapshot_refusal()):
+        raise NoWeightsSnapshot(refusal)
     mode = Mode(spec["mode"])
     tic = time.perf_counter()
-    backend.build_model(mode, for_fork=for_fork)
+    backend.build_model(mode, for_fork=for_fork, weights=weights)
     backend.sync()
     return Built(
         backend=backend,
@@ -189,6 +202,20 @@ def build(spec: Dict[str, Any], for_fork: bool = False) -> Built:
     )
 
 
+def make_snapshot(spec: Dict[str, Any], fd: int) -> Tuple[Any, Dict[str, Any]]:
+    """Build the spec's model, drawing its weights, and write them to ``fd``: (the
+    WeightsSnapshot, facts for the records of the cells built from it)."""
+    built = build(spec, snapshot=True)
+    tic = time.perf_counter()
+    weights = built.backend.save_weights(fd)
+    facts = {
+        **built.facts(),
+        "save_s": time.perf_counter() - tic,
+        "snapshot_mib": sum(entry[4] for entry in weights.variables) / MIB,
+    }
+    return weights, facts
+
+
 def _private_tmp(spec: Dict[str, Any]) -> None:
     """Send this worker's temporary files (TensorFlow's autograph modules, for one) to the
     folder the runner made for it and removes when the worker has ended."""
@@ -198,8 +225,14 @@ def _private_tmp(spec: Dict[str, Any]) -> None:
         tempfile.tempdir = folder
 
 
-def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) -> ModeResult:
-    """Measure one mode of one cell; ``built``: the model a builder made before forking us."""
+def run(
+    spec: Dict[str, Any],
+    result_path: Path,
+    built: Optional[Built] = None,
+    weights: Optional[Any] = None,
+) -> ModeResult:
+    """Measure one mode of one cell; ``built``: the model a builder made before forking us;
+    ``weights``: a WeightsSnapshot of the model to build it from (see :func:`make_snapshot`)."""
     started = time.time()
     _private_tmp(spec)
     result = ModeResult(
@@ -221,7 +254,7 @@ def run(spec: Dict[str, Any], result_path: Path, built: Optional[Built] = None) 
                 gpu_before = device_used_mib()  # before anything of ours initialises CUDA
             result.phase = "build"
             save()
-            built = build(spec)
+            built = build(spec, weights=weights)
             result.phases_s["import_s"] = built.import_s
             result.phases_s["build_s"] = built.build_s
         else:

@@ -9,7 +9,10 @@ Building has two phases so that a built model can serve many cells: :meth:`Backe
 (the model only: no input, no forward pass) and :meth:`Backend.make_step` (the cell's inputs and
 the callable to measure). Where :attr:`Backend.fork_after_build` is true, a process may build
 once and fork a fresh child per cell that runs ``after_fork``, ``make_step`` and the
-measurement (sweeper.engine.zygote).
+measurement (sweeper.engine.zygote). Where it is false but :attr:`Backend.weights_snapshots`
+is true (TensorFlow), one process builds the model and writes its initial weights to a memory
+file (:meth:`Backend.save_weights`), and every cell builds its own model from that file
+(``build_model(weights=...)``) instead of drawing the random weights again.
 """
 
 from __future__ import annotations
@@ -20,14 +23,24 @@ import importlib
 import inspect
 import json
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..config import catalog
 from ..config.catalog import Labels
 from ..config.schema import Config
 from ..record import Mode
 
-__all__ = ["Backend", "CellError", "ModelPlan", "describe_config", "load", "plan_model"]
+__all__ = [
+    "Backend",
+    "CellError",
+    "ModelPlan",
+    "NoForkAfterBuild",
+    "NoWeightsSnapshot",
+    "WeightsSnapshot",
+    "describe_config",
+    "load",
+    "plan_model",
+]
 
 INFERENCE = Mode.inference
 # Read from every built config into the record, whatever the family calls them (attribute_map).
@@ -47,6 +60,23 @@ class CellError(RuntimeError):
 class NoForkAfterBuild(RuntimeError):
     """This backend cannot build a model in a process that forks afterwards (the message says
     why): every cell builds its own, and the zygote stops asking."""
+
+
+class NoWeightsSnapshot(RuntimeError):
+    """This cell's model cannot be built from a weights snapshot (the message says why): it
+    draws its own random weights."""
+
+
+@dataclass
+class WeightsSnapshot:
+    """A built model's initial weights, in the order the build created its variables.
+
+    ``fd``: a file (a memfd: memory that goes when the last process holding it ends) with every
+    variable's bytes; ``variables``: per variable ``(name, shape, dtype, offset, nbytes)``.
+    """
+
+    fd: int
+    variables: List[Tuple[str, List[int], str, int, int]]
 
 
 class Backend(abc.ABC):
@@ -72,13 +102,29 @@ class Backend(abc.ABC):
     #: Why :attr:`fork_after_build` is false, for the record.
     no_fork_reason = "this framework's runtime keeps threads after a build"
 
+    #: Whether models are shared between cells as weights snapshots (:meth:`save_weights`,
+    #: ``build_model(weights=...)``) rather than by forking after a build.
+    weights_snapshots = False
+
     @abc.abstractmethod
-    def build_model(self, mode: Mode, for_fork: bool = False) -> object:
+    def build_model(
+        self, mode: Mode, for_fork: bool = False, weights: Optional[WeightsSnapshot] = None
+    ) -> object:
         """Build the model with random weights on the device; run nothing on it.
 
         ``for_fork``: the process will fork children after this, so the build must leave no
         thread pool running (only allowed where :attr:`fork_after_build`).
+        ``weights``: take the initial weights from this snapshot of the same model (made by
+        :meth:`save_weights` after a build with the same config) instead of drawing them.
         """
+
+    def weights_snapshot_refusal(self) -> Optional[str]:
+        """Why this cell's model cannot be shared as a weights snapshot, or None if it can."""
+        return f"{self.display_name} models are not shared as weights snapshots"
+
+    def save_weights(self, fd: int) -> WeightsSnapshot:
+        """Write the initial weights of the model :meth:`build_model` made to ``fd``."""
+        raise NoWeightsSnapshot(self.weights_snapshot_refusal() or "not implemented")
 
     def after_fork(self) -> None:  # noqa: B027 - nothing to undo unless build_model changed it
         """In a child forked after :meth:`build_model`: restore what the build changed."""

@@ -7,7 +7,7 @@ pays it again (bench/ prints the import time).
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 import transformers
@@ -16,7 +16,16 @@ import transformers.modeling_utils  # noqa: F401 - see the module docstring
 from ..config.schema import Config, Device
 from ..record import Mode
 from ..units import MIB
-from . import INFERENCE, Backend, CellError, NoForkAfterBuild, describe_config, plan_model
+from . import (
+    INFERENCE,
+    Backend,
+    CellError,
+    NoForkAfterBuild,
+    NoWeightsSnapshot,
+    WeightsSnapshot,
+    describe_config,
+    plan_model,
+)
 
 __all__ = ["BACKEND", "PtBackend"]
 
@@ -49,8 +58,12 @@ class PtBackend(Backend):
         # child starts its own. CUDA must never be initialised before a fork.
         return not self.cuda
 
-    def build_model(self, mode: Mode, for_fork: bool = False) -> object:
+    def build_model(
+        self, mode: Mode, for_fork: bool = False, weights: Optional[WeightsSnapshot] = None
+    ) -> object:
         config, options = self.config, self.config.framework
+        if weights is not None:
+            raise NoWeightsSnapshot("PyTorch models are shared by forking after a build")
         if for_fork and not self.fork_after_build:
             raise NoForkAfterBuild(self.no_fork_reason)
         if for_fork:

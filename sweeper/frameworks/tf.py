@@ -3,12 +3,25 @@
 Importing this module also imports ``transformers.modeling_tf_utils``, the part of every TF
 model's import that does not depend on the model: the zygote pays it once per sweep, so no cell
 pays it again.
+
+A model cannot be built before a fork (its runtime's thread pools would be missing in the
+child), so each cell builds its own; what a build costs is mostly drawing the random weights
+(1.5 of 1.8 s for bert-base here). The zygote therefore has one process per model build it and
+write the initial weights to a memory file (:meth:`TfBackend.save_weights`), and every cell's
+build takes them from there (``build_model(weights=...)``): the same variables, in the same
+order, with the same values, in memory of TensorFlow's own allocator.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+import contextlib
+import functools
+import math
+import mmap
+import os
+from typing import Callable, Dict, Iterator, List, Optional
 
+import numpy as np
 import tensorflow as tf
 import transformers
 import transformers.modeling_tf_utils  # noqa: F401 - see the module docstring
@@ -16,7 +29,15 @@ import transformers.modeling_tf_utils  # noqa: F401 - see the module docstring
 from ..config.schema import Config, Device
 from ..record import Mode
 from ..units import MIB
-from . import INFERENCE, Backend, CellError, NoForkAfterBuild, describe_config, plan_model
+from . import (
+    INFERENCE,
+    Backend,
+    CellError,
+    NoForkAfterBuild,
+    WeightsSnapshot,
+    describe_config,
+    plan_model,
+)
 
 __all__ = ["BACKEND", "TfBackend"]
 
@@ -49,19 +70,39 @@ class TfBackend(Backend):
         "runtime's thread pools, and a child forked after that hangs"
     )
 
-    def build_model(self, mode: Mode, for_fork: bool = False) -> object:
+    weights_snapshots = True
+
+    def weights_snapshot_refusal(self) -> Optional[str]:
+        if self.gpu:
+            return "on a GPU each TensorFlow cell draws its own weights (untested there)"
+        return None
+
+    def build_model(
+        self, mode: Mode, for_fork: bool = False, weights: Optional[WeightsSnapshot] = None
+    ) -> object:
         if for_fork:
             raise NoForkAfterBuild(self.no_fork_reason)
         config = self.config
         tf.keras.utils.set_random_seed(config.seed)
         plan = plan_model(transformers, mode, config, tf=True)
-        with tf.device(self.device_name):
+        with tf.device(self.device_name), _variables(weights) as created:
             model = plan.cls(plan.hf_config)
             model.build_in_name_scope()  # create the weights now, not in the first timed call
-        self.plan, self.model = plan, model
+        self.plan, self.model, self.variables = plan, model, created
         self.model_config = describe_config(plan.hf_config)
         self.model_parameters = int(model.count_params())
         return model
+
+    def save_weights(self, fd: int) -> WeightsSnapshot:
+        entries = []
+        offset = 0
+        for variable in self.variables:
+            array = np.ascontiguousarray(variable.numpy())
+            _write_all(fd, memoryview(array.reshape(-1).view(np.uint8)), offset)
+            shape = [int(n) for n in variable.shape]
+            entries.append((variable.name, shape, variable.dtype.name, offset, array.nbytes))
+            offset += -(-array.nbytes // mmap.ALLOCATIONGRANULARITY) * mmap.ALLOCATIONGRANULARITY
+        return WeightsSnapshot(fd=fd, variables=entries)
 
     def make_step(self, mode: Mode) -> Callable[[], object]:
         config, options, model, plan = self.config, self.config.framework, self.model, self.plan
@@ -131,6 +172,68 @@ class TfBackend(Backend):
     @staticmethod
     def is_oom(exc: BaseException) -> bool:
         return isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError))
+
+
+@contextlib.contextmanager
+def _variables(weights: Optional[WeightsSnapshot]) -> Iterator[List[tf.Variable]]:
+    """Collect the variables a build creates, in order; with ``weights``, give each the
+    snapshot's value instead of its initializer's (which draws random numbers: the slow part)."""
+    created: List[tf.Variable] = []
+    entries = iter(weights.variables) if weights is not None else None
+
+    def creator(next_creator: Callable, **kwargs: object) -> tf.Variable:
+        entry = None
+        if entries is not None:
+            entry = next(entries, None)
+            if entry is None:
+                raise _mismatch(f"the build creates more variables than the {len(created)} saved")
+            _, shape, dtype, offset, nbytes = entry
+            kwargs["initial_value"] = functools.partial(
+                _read_value, weights.fd, shape, dtype, offset, nbytes
+            )
+        variable = next_creator(**kwargs)
+        if entry is not None:
+            found = (variable.name, [int(n) for n in variable.shape], variable.dtype.name)
+            if found != tuple(entry[:3]):
+                raise _mismatch(f"variable {len(created)} is {found}, saved as {tuple(entry[:3])}")
+        created.append(variable)
+        return variable
+
+    with tf.variable_creator_scope(creator):
+        yield created
+    if entries is not None and next(entries, None) is not None:
+        raise _mismatch(f"the build created {len(created)} variables, fewer than saved")
+
+
+def _mismatch(what: str) -> CellError:
+    return CellError(
+        f"internal error: the weights snapshot does not fit this build ({what}); please report "
+        "it, and run with worker_start=spawn meanwhile"
+    )
+
+
+def _read_value(fd: int, shape: List[int], dtype: str, offset: int, nbytes: int) -> tf.Tensor:
+    """One variable's initial value from the snapshot, in memory of TensorFlow's allocator."""
+    np_dtype = tf.as_dtype(dtype).as_numpy_dtype
+    if nbytes == 0:
+        return tf.constant(np.zeros(shape, np_dtype))
+    # A read-only view of the snapshot's pages (no copy; unmapped as soon as it is dropped, so
+    # the build leaves nothing behind but the variables), copied once where a drawn value goes.
+    view = mmap.mmap(
+        fd, nbytes, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ, offset=offset
+    )
+    array = np.frombuffer(view, np_dtype, math.prod(shape)).reshape(shape)
+    return tf.raw_ops.DeepCopy(x=array)  # TensorFlow would alias the mapping without the copy
+
+
+# Map every page at once rather than one fault per page (Linux).
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _write_all(fd: int, view: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
 
 
 BACKEND = TfBackend
