@@ -11,8 +11,11 @@ calls, minus the cold call (what the issue calls per-cell overhead: process star
 model builds, inputs, writing). Sweeps:
 
 - ``seed-pt``, ``seed-tf``: the seed's grid (bert-base, batch 8, seq 8/32/128/512, inference).
-- ``large-pt``: 8 cells of bert-large (batch 1 and 2, seq 8/16/32/64), inference, where the
-  build (seconds) is most of a cell's cost outside measuring.
+- ``large-pt``, ``large-tf``: 8 cells of bert-large (batch 1 and 2, seq 8/16/32/64),
+  inference, where the build (seconds) is most of a cell's cost outside measuring.
+
+Per cell it also prints the inference median with its 95 % CI and the peak memory, to check
+that a change in how cells start leaves the figures where they were.
 
 ``--rounds`` sets ``timing.rounds`` for this checkout (a commit before rounds existed measures
 one round); the default 1 compares like with like. Results go to ``bench/results/``.
@@ -39,6 +42,13 @@ SWEEPS: Dict[str, List[str]] = {
     "large-pt": [
         "model=bert_large",
         "framework=pt",
+        "batch=1,2",
+        "seq=8,16,32,64",
+        "-m",
+    ],
+    "large-tf": [
+        "model=bert_large",
+        "framework=tf",
         "batch=1,2",
         "seq=8,16,32,64",
         "-m",
@@ -88,6 +98,8 @@ def run_sweep(checkout: Path, name: str, out: Path, extra: List[str]) -> Dict[st
                     for r in record["results"].values()
                 ),
                 "shared": any(b.get("shared") and not b.get("new") for b in builds),
+                "time": (record["results"].get("inference") or {}).get("time") or {},
+                "memory": (record["results"].get("inference") or {}).get("memory") or {},
             }
         )
     cells.sort(key=lambda c: c["sweep_index"] if c["sweep_index"] is not None else 0)
@@ -100,13 +112,21 @@ def report(label: str, name: str, result: Dict[str, object]) -> str:
         f"{label} {name}: wall {result['wall_s']:.1f} s (exit {result['exit']}), "
         f"{len(cells)} cells",
         f"  {'cell':>8} {'status':>7} {'rounds':>6} {'job s':>7} {'measure s':>9} "
-        f"{'1st call s':>10} {'build s':>7} {'overhead s/round':>16}",
+        f"{'1st call s':>10} {'build s':>7} {'overhead s/round':>16} "
+        f"{'median ms [95 % CI]':>26} {'peak MiB':>8}",
     ]
     for c in cells:
+        t, m = c["time"], c["memory"]
+        median = (
+            f"{1e3 * t['median_s']:.2f} [{1e3 * t['ci95_low_s']:.2f}, {1e3 * t['ci95_high_s']:.2f}]"
+            if all(t.get(k) is not None for k in ("median_s", "ci95_low_s", "ci95_high_s"))
+            else "-"
+        )
+        peak = f"{m['peak_rss_mib']:.0f}" if m.get("peak_rss_mib") is not None else "-"
         lines.append(
             f"  {c['cell']:>8} {c['status']:>7} {c['rounds']:>6} {c['job_wall_s']:7.2f} "
             f"{c['measuring_s']:9.2f} {c['first_call_s']:10.2f} {c['build_s']:7.2f} "
-            f"{c['overhead_s']:16.2f}"
+            f"{c['overhead_s']:16.2f} {median:>26} {peak:>8}"
         )
     overheads = [c["overhead_s"] for c in cells]
     if overheads:

@@ -12,6 +12,12 @@ never-used state, so its figures do not depend on the cells before it, and no ce
 first of its model pays the build. The zygote keeps at most one builder per mode (inference,
 training): a different model replaces it, which bounds the memory held to one model of each.
 
+Where the backend cannot fork after a build but shares weights (``Backend.weights_snapshots``:
+TensorFlow), the zygote instead forks a *snapshot maker* per model and mode: a child that builds
+the model, drawing its random weights, writes them to a memory file (memfd) the zygote holds,
+and exits. Each cell's worker, forked from the zygote, then builds the model from that file
+rather than drawing the weights again. One snapshot per mode, replaced by another model's.
+
 Protocol (JSON lines, every message carries the request's ``id``): the client writes
 ``{"id", "spec", "result", "log", "tmp_dir", "build"}`` (``build``: null, or ``{"key", "log"}``
 to run the cell in a builder for that key); the zygote answers ``{"id", "pid"}`` once the child
