@@ -219,12 +219,50 @@ def test_a_tensorflow_snapshot_build_measures_what_an_own_build_measures(tmp_pat
         own_memory, shared_memory = own["memory"], shared["memory"]
         own_anon = own_memory["baseline_parts"]["rss_anon_mib"]
         assert shared_memory["baseline_parts"]["rss_anon_mib"] <= own_anon + 1.0
+        # ... nor does it keep any of the snapshot mapped (shared memory: in RSS, not in anon).
+        assert shared_memory["baseline_rss_mib"] <= own_memory["baseline_rss_mib"] + 1.0
         assert shared_memory["peak_rss_mib"] <= own_memory["peak_rss_mib"] + 1.0
         assert shared_memory["peak_increase_mib"] >= own_memory["peak_increase_mib"] - 1.0
         if _agree(own["time"], shared["time"]):
             return
         medians.append((own["time"]["median_s"], shared["time"]["median_s"]))
     pytest.fail(f"own and snapshot builds' medians disagree in three attempts: {medians}")
+
+
+def test_a_model_that_cannot_be_built_is_tried_once_and_every_cell_records_why(tmp_path, sweep_dir):
+    # transformers has no TensorFlow class for llama: the snapshot maker fails once, and each
+    # cell then tries its own build and records the error (nothing is retried per cell).
+    tiny_llama = [
+        "model=auto",
+        "model.model_type=llama",
+        "model.num_hidden_layers=1",
+        "model.hidden_size=32",
+        "model.intermediate_size=64",
+        "model.num_attention_heads=2",
+        "model.num_key_value_heads=2",
+        "model.vocab_size=100",
+    ]
+    proc = run_sweeper(
+        [
+            *tiny_llama,
+            *QUICK,
+            "framework=tf",
+            "batch=1",
+            "seq=8,16",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    cells = by_seq(sweep_dir)
+    for seq in (8, 16):
+        result = cells[seq]["results"]["inference"]
+        assert result["status"] == "error"
+        assert "no TensorFlow base-model class for model_type=llama" in result["error"]
+        assert result["build"]["shared"] is False
+        assert "no TensorFlow base-model class" in result["build"]["why"]
+    assert len(list(sweep_dir.rglob("builder-inference.log"))) == 1  # one try, one log
 
 
 # Builds one tiny model twice in forked children of one process, as the zygote does: drawing

@@ -310,7 +310,12 @@ class _Snapshot:
         self.weights: Any = None
         self.facts: Dict[str, Any] = {}
         self.failed: Optional[str] = None
-        self.fd = os.memfd_create(f"sweeper-weights-{request['build']['slot']}")
+        self.fd = -1
+        try:
+            self.fd = os.memfd_create(f"sweeper-weights-{request['build']['slot']}")
+        except (AttributeError, OSError) as exc:  # not Linux, or a kernel before 3.17
+            self.failed = f"no memory file for a weights snapshot ({exc})"
+            return
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -323,6 +328,7 @@ class _Snapshot:
         message = json.loads(line) if line else {}
         if "made" not in message:
             self.failed = message.get("failed", "the process making the snapshot died")
+            self.close()  # kept, empty, so that later cells of the model do not try again
             return
         from ..frameworks import WeightsSnapshot
 
@@ -337,7 +343,9 @@ class _Snapshot:
         }
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _snapshot_maker(request: Dict[str, Any], fd: int, out: IO[bytes]) -> NoReturn:
@@ -380,12 +388,10 @@ def _serve_from_snapshot(
         snapshot = None
     first = snapshot is None
     if snapshot is None:
-        snapshot = _Snapshot(request)
-        if snapshot.failed:
-            snapshot.close()
-            _fork_worker(out, request, {"builder": {"shared": False, "why": snapshot.failed}})
-            return
-        snapshots[slot] = snapshot
+        snapshot = snapshots[slot] = _Snapshot(request)
+    if snapshot.failed:  # the cell draws its own weights (and records a build error itself)
+        _fork_worker(out, request, {"builder": {"shared": False, "why": snapshot.failed}})
+        return
     snapshot.cells += 1
     facts = {**snapshot.facts, "new": first, "cells_served": snapshot.cells}
     _fork_worker(out, request, {"builder": facts}, weights=snapshot.weights)

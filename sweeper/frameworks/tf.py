@@ -208,7 +208,7 @@ def _variables(weights: Optional[WeightsSnapshot]) -> Iterator[List[tf.Variable]
 def _mismatch(what: str) -> CellError:
     return CellError(
         f"internal error: the weights snapshot does not fit this build ({what}); please report "
-        "it, and run with worker_start=spawn meanwhile"
+        "it, and run with share_build=false meanwhile"
     )
 
 
