@@ -82,8 +82,10 @@ def test_inference_and_training_sweep(tmp_path, sweep_dir, framework):
                 first = record["cell"]["sequence_length"] == 8
                 assert result["build"]["shared"] and result["build"]["new"] is first
                 assert ("build_s" in phases) is first and "import_s" not in phases
-            else:  # a TensorFlow model is built in each worker
-                assert result["build"]["shared"] is False
+            else:  # each TensorFlow worker builds its model, from one weights snapshot
+                first = record["cell"]["sequence_length"] == 8
+                assert result["build"]["via"] == "weights snapshot"
+                assert result["build"]["new"] is first and ("snapshot_s" in phases) is first
                 assert phases["build_s"] > 0 and phases["import_s"] < 0.1
         for mode in ("inference", "training"):  # one zygote served every measurement
             result = record["results"][mode]
