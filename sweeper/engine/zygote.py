@@ -131,15 +131,22 @@ def _exit(code: int) -> None:
 # Server side: the zygote (python -m sweeper.engine.zygote FRAMEWORK PARENT_PID) and its builders
 
 
+def _start_child(request: Dict[str, Any], log: str) -> Dict[str, Any]:
+    """In a child just forked: log to ``log``, die with the parent; the request's spec."""
+    _redirect(log)
+    from .worker import die_with_parent
+
+    die_with_parent(os.getppid())
+    return json.loads(Path(request["spec"]).read_text())
+
+
 def _worker(request: Dict[str, Any], built: Any = None, weights: Any = None) -> None:
     """In a forked child: become the worker of one measurement, then exit."""
     code = 1
     try:
-        _redirect(request["log"])
-        from .worker import die_with_parent, run
+        spec = _start_child(request, request["log"])
+        from .worker import run
 
-        die_with_parent(os.getppid())
-        spec = json.loads(Path(request["spec"]).read_text())
         run(spec, Path(request["result"]), built=built, weights=weights)
         code = 0
     except BaseException:  # the worker records its own failures; this is a bug of ours
@@ -174,11 +181,9 @@ def _builder(
     """
     code = 1
     try:
-        _redirect(request["build"]["log"])
-        from .worker import build, die_with_parent
+        spec = _start_child(request, request["build"]["log"])
+        from .worker import build
 
-        die_with_parent(os.getppid())
-        spec = json.loads(Path(request["spec"]).read_text())
         try:
             built = build(spec, for_fork=True)
         except BaseException as exc:
@@ -353,11 +358,9 @@ def _snapshot_maker(request: Dict[str, Any], fd: int, out: IO[bytes]) -> NoRetur
     report (the snapshot's variables, or why not) and exit."""
     code = 1
     try:
-        _redirect(request["build"]["log"])
-        from .worker import die_with_parent, make_snapshot
+        spec = _start_child(request, request["build"]["log"])
+        from .worker import make_snapshot
 
-        die_with_parent(os.getppid())
-        spec = json.loads(Path(request["spec"]).read_text())
         try:
             weights, facts = make_snapshot(spec, fd)
         except BaseException as exc:
