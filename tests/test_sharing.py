@@ -232,15 +232,12 @@ def test_a_tensorflow_snapshot_build_measures_what_an_own_build_measures(tmp_pat
 def test_a_model_that_cannot_be_built_is_tried_once_and_every_cell_records_why(tmp_path, sweep_dir):
     # transformers has no TensorFlow class for llama: the snapshot maker fails once, and each
     # cell then tries its own build and records the error (nothing is retried per cell).
-    tiny_llama = [
-        "model=auto",
-        "model.model_type=llama",
-        "model.num_hidden_layers=1",
+    tiny_llama = [  # as in test_failures.py: the SmolLM preset, made tiny
+        "model=smollm_135m",
         "model.hidden_size=32",
-        "model.intermediate_size=64",
+        "model.num_hidden_layers=1",
         "model.num_attention_heads=2",
-        "model.num_key_value_heads=2",
-        "model.vocab_size=100",
+        "model.num_key_value_heads=1",
     ]
     proc = run_sweeper(
         [
