@@ -327,9 +327,16 @@ class MemoryResult:
     peak_rss_mib: Optional[float] = None
     baseline_rss_mib: Optional[float] = None
     peak_increase_mib: Optional[float] = None
+    # The anonymous memory the calls added at their peak (library code left out), and how far
+    # it may be off: sweeper.measure.memory.anon_peak_increase
+    peak_increase_anon_mib: Optional[float] = None
+    peak_increase_anon_spread_mib: Optional[float] = None
     method: Optional[str] = None
     calls_covered: Optional[str] = None
+    # Resident memory by kind (rss_anon_mib, rss_file_mib, rss_shmem_mib): model built and
+    # nothing run; when the peak mark was reset, just before the calls; after the calls
     baseline_parts: Optional[Dict[str, Optional[float]]] = None
+    reset_parts: Optional[Dict[str, Optional[float]]] = None
     end_parts: Optional[Dict[str, Optional[float]]] = None
     # GPU (sweeper.measure.gpu): the allocator's figures over the timed calls and after them
     torch_max_allocated_mib: Optional[float] = None

@@ -56,6 +56,39 @@ def test_the_frame_api_and_its_sentence(tmp_path):
     assert "memory +0.4 MB per token (R² 1.00)" in row["text"]
 
 
+def _with_increases(record: dict, resident: float, anon) -> dict:
+    memory = record["results"]["inference"]["memory"]
+    memory.update(peak_increase_mib=resident, peak_increase_anon_mib=anon)
+    return record
+
+
+def test_the_memory_exponent_is_fitted_on_the_anonymous_increase_where_every_cell_has_it(tmp_path):
+    # Activations grow as seq^1 here; the calls also map 15 MiB of library code, which would
+    # flatten the resident increase's exponent at short inputs.
+    def sweep(name, anon_of):
+        cells = [
+            (
+                f"s{seq}",
+                _with_increases(
+                    make_record(seq=seq, samples=[1e-4 * seq] * 6, sweep_index=i),
+                    resident=15 + 0.1 * seq,
+                    anon=anon_of(seq),
+                ),
+            )
+            for i, seq in enumerate(SEQS)
+        ]
+        (row,) = scaling(load(write_sweep(tmp_path / name, cells))).to_dict("records")
+        return row
+
+    assert sweep("anon", lambda seq: 0.1 * seq)["memory_exponent"] == pytest.approx(1.0)
+    # One cell without the figure (an older record): the whole line falls back to the resident
+    # increase rather than mixing the two.
+    fallback = sweep("mixed", lambda seq: None if seq == 8 else 0.1 * seq)
+    resident = fit_power(SEQS, [15 + 0.1 * seq for seq in SEQS])
+    assert fallback["memory_exponent"] == pytest.approx(resident.slope)
+    assert resident.slope < 0.8
+
+
 def test_failed_cells_are_left_out_of_the_fit(tmp_path):
     cells = [
         (f"s{seq}", make_record(seq=seq, samples=[1e-4 * seq] * 6, sweep_index=i))

@@ -30,6 +30,7 @@ from ..measure.limits import apply_memory_limit
 from ..measure.memory import (
     METHOD_LIFETIME,
     METHOD_RESET,
+    anon_peak_increase,
     peak_rss_mib,
     reset_peak,
     rss_mib,
@@ -85,9 +86,12 @@ def measure(
     result.phases_s["first_call_s"] = first_call_s
     first_call_peak = peak_rss_mib() if config.memory and can_reset else None
 
+    reset_parts: Dict[str, Optional[float]] = {}
+
     def reset_marks() -> None:
         if config.memory:
             reset_peak()
+            reset_parts.update(rss_parts_mib())
             backend.gpu_memory_reset()
 
     last_save = time.perf_counter()
@@ -126,15 +130,25 @@ def measure(
     if not config.memory:
         return
     peak = peak_rss_mib()
+    end_parts = rss_parts_mib()
+    # Without a reset the peak may come from any moment of the process: no bounds on its parts.
+    anon_increase, anon_spread = (
+        anon_peak_increase(peak, baseline_parts, reset_parts, end_parts)
+        if can_reset
+        else (None, None)
+    )
     memory = MemoryResult(
         first_call_peak_rss_mib=first_call_peak,
         peak_rss_mib=peak,
         baseline_rss_mib=baseline_rss,
         peak_increase_mib=peak - baseline_rss,
+        peak_increase_anon_mib=anon_increase,
+        peak_increase_anon_spread_mib=anon_spread,
         method=METHOD_RESET if can_reset else METHOD_LIFETIME,
         calls_covered="timed calls" if config.speed else "one call after the cold call",
         baseline_parts=baseline_parts,
-        end_parts=rss_parts_mib(),
+        reset_parts=reset_parts or None,
+        end_parts=end_parts,
         headline_mib=peak,
         headline_source=MemorySource.peak_rss.value,
     )

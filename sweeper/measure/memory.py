@@ -15,12 +15,14 @@ from __future__ import annotations
 import re
 import resource
 import sys
+from typing import Optional, Tuple
 
 from ..units import MIB
 
 __all__ = [
     "METHOD_LIFETIME",
     "METHOD_RESET",
+    "anon_peak_increase",
     "peak_rss_mib",
     "reset_peak",
     "rss_mib",
@@ -50,14 +52,50 @@ def rss_mib() -> float:
     return psutil.Process().memory_info().rss / MIB
 
 
+_PARTS = (("RssAnon", "rss_anon_mib"), ("RssFile", "rss_file_mib"), ("RssShmem", "rss_shmem_mib"))
+
+
 def rss_parts_mib() -> dict:
-    """Resident memory now by kind: anonymous (heap, weights, activations) and file-backed
-    (mapped library code: its size depends on the page cache, so it varies between installs)."""
+    """Resident memory now by kind: anonymous (heap, weights, activations), file-backed (mapped
+    library code: its size depends on the page cache, so it varies between installs) and shared
+    memory (a memfd or tmpfs mapping). The three add up to ``VmRSS``."""
     parts = {}
-    for field, key in (("RssAnon", "rss_anon_mib"), ("RssFile", "rss_file_mib")):
+    for field, key in _PARTS:
         kib = _status_kib(field)
         parts[key] = None if kib is None else kib / 1024
     return parts
+
+
+def _not_anon(parts: Optional[dict]) -> Optional[float]:
+    if not parts or any(parts.get(key) is None for _, key in _PARTS):
+        return None
+    return parts["rss_file_mib"] + parts["rss_shmem_mib"]
+
+
+def anon_peak_increase(
+    peak_mib: float, baseline: Optional[dict], reset: Optional[dict], end: Optional[dict]
+) -> Tuple[Optional[float], Optional[float]]:
+    """The anonymous memory the calls added at their peak, and how far it may be off (MiB).
+
+    ``VmHWM`` counts every resident page, library code included: the calls map code that the
+    build did not (a cell whose own build already ran that code maps less: 5 MiB less for a
+    small BERT, measured), and how much depends on the page cache. The anonymous part alone
+    (activations, workspaces, allocator caches) is what the cell's computation adds. The
+    kernel keeps no high-water mark per kind, but the non-anonymous part is read when the mark
+    is reset (``reset``) and after the calls (``end``). It grows as code is mapped and shrinks
+    only under memory pressure or when a mapping is removed, so at the peak it lay between the
+    two, and the anonymous peak is ``peak - non_anonymous`` within their difference. The figure
+    returned takes the larger non-anonymous part (the lower bound); the second value is the
+    difference: 0 when nothing was mapped during the calls (the usual case, since the cold call
+    and the warm-up map the code). Relative to ``baseline``'s anonymous memory (model built,
+    inputs made, nothing run). A mapping made and removed within the calls counts as anonymous,
+    whatever its kind: it is memory the calls added. (None, None) where the parts are unknown.
+    """
+    not_anon = [_not_anon(reset), _not_anon(end)]
+    if baseline is None or baseline.get("rss_anon_mib") is None or None in not_anon:
+        return None, None
+    increase = peak_mib - max(not_anon) - baseline["rss_anon_mib"]
+    return increase, abs(not_anon[1] - not_anon[0])
 
 
 def reset_peak() -> bool:

@@ -344,6 +344,7 @@ SUMMARY_COLUMNS = (
     "first_call_s",
     "peak_mib",
     "peak_increase_mib",
+    "peak_increase_anon_mib",
     "error",
     "record",
 )
@@ -355,6 +356,7 @@ _SUMMARY_FLOATS = (
     "first_call_s",
     "peak_mib",
     "peak_increase_mib",
+    "peak_increase_anon_mib",
 )
 
 

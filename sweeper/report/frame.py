@@ -43,6 +43,7 @@ FRAME_COLUMNS = (
     "first_call_s",
     "peak_mib",
     "peak_increase_mib",
+    "peak_increase_anon_mib",
     "baseline_mib",
     "memory_source",
     "error",
@@ -62,6 +63,7 @@ _FLOATS = (
     "first_call_s",
     "peak_mib",
     "peak_increase_mib",
+    "peak_increase_anon_mib",
     "baseline_mib",
 )
 
@@ -109,6 +111,7 @@ def _rows(record: Record, label: str, model: str, options: Dict[str, str], sampl
             "first_call_s": timing.first_call_s if timing else None,
             "peak_mib": memory.headline_mib if memory else None,
             "peak_increase_mib": memory.peak_increase_mib if memory else None,
+            "peak_increase_anon_mib": memory.peak_increase_anon_mib if memory else None,
             "baseline_mib": memory.baseline_rss_mib if memory else None,
             "memory_source": memory.headline_source if memory else None,
             "error": result.error if result is not None else record.error,

@@ -3,11 +3,12 @@
 For each line of a sweep (model label, framework, device, the other axis, options, mode) with
 three or more successful cells: a least-squares fit of log(median time) against log(x), whose
 slope is the exponent (time ∝ x^k) and whose R² says how well one power law describes the points;
-the same for the peak memory increase over the built model (the activations; the absolute peak is
-mostly weights and barely grows), and a straight-line fit of the absolute peak against tokens
-(batch × sequence length) for the MB each token adds. A fit with R² below ``POOR_FIT_R2`` is
-reported as poor: the points follow no single power law (fixed overhead dominating short inputs,
-then attention's quadratic term taking over), so its exponent is only an average.
+the same for the peak memory increase over the built model (its anonymous part: the activations;
+the absolute peak is mostly weights and barely grows), and a straight-line fit of the absolute
+peak against tokens (batch × sequence length) for the MB each token adds. A fit with R² below
+``POOR_FIT_R2`` is reported as poor: the points follow no single power law (fixed overhead
+dominating short inputs, then attention's quadratic term taking over), so its exponent is only
+an average.
 """
 
 from __future__ import annotations
@@ -80,6 +81,16 @@ def _line_columns(frame: pd.DataFrame, axis: str) -> List[str]:
     return ["label", "model", "framework", "device", other, *options, "mode"]
 
 
+def _memory_increase(done: pd.DataFrame) -> pd.Series:
+    """What the calls added at their peak: the anonymous part where every cell of the line has
+    it (records written since it was added; library code mapped by the first calls left out, a
+    constant that would flatten the exponent of small inputs), else the whole resident increase."""
+    anon = done.get("peak_increase_anon_mib")
+    if anon is not None and anon.notna().all():
+        return anon
+    return done["peak_increase_mib"]
+
+
 def scaling(frame: pd.DataFrame, axis: Optional[str] = None) -> pd.DataFrame:
     """One row per line of the sweep: the fits of time and memory against ``axis``.
 
@@ -96,7 +107,7 @@ def scaling(frame: pd.DataFrame, axis: Optional[str] = None) -> pd.DataFrame:
         done = line[line["status"] == "ok"]
         x = done[axis].to_numpy(dtype=float)
         time = fit_power(x, done["median_s"].to_numpy(dtype=float))
-        memory = fit_power(x, done["peak_increase_mib"].to_numpy(dtype=float))
+        memory = fit_power(x, _memory_increase(done).to_numpy(dtype=float))
         tokens = (done["batch_size"] * done["sequence_length"]).to_numpy(dtype=float)
         per_token = _fit(tokens, done["peak_mib"].to_numpy(dtype=float), log=False)
         row = dict(zip(keys, key))
