@@ -237,10 +237,12 @@ def provenance(selection: Selection) -> List[str]:
         f"Python {_values(records, 'python_version')}, {_values(records, 'system')} "
         f"{_values(records, 'kernel')}"
     )
-    stamps = sorted(s for s in (r.started_utc for r in records) if s)
-    if stamps:
-        span = stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}"
-        lines.append(f"Measured: {span}")
+    # From the first cell's start to the last one's end (its last round's, with rounds).
+    starts = sorted(s for s in (r.started_utc for r in records) if s)
+    ends = sorted(s for s in (r.finished_utc or r.started_utc for r in records) if s)
+    if starts:
+        first, last = starts[0], max(ends[-1], starts[-1])
+        lines.append(f"Measured: {first if first == last else f'{first} to {last}'}")
     return lines
 
 
