@@ -238,10 +238,10 @@ def provenance(selection: Selection) -> List[str]:
         f"{_values(records, 'kernel')}"
     )
     # From the first cell's start to the last one's end (its last round's, with rounds).
-    starts = sorted(s for s in (r.started_utc for r in records) if s)
-    ends = sorted(s for s in (r.finished_utc or r.started_utc for r in records) if s)
+    starts = [r.started_utc for r in records if r.started_utc]
     if starts:
-        first, last = starts[0], max(ends[-1], starts[-1])
+        first = min(starts)
+        last = max(r.finished_utc or r.started_utc for r in records if r.started_utc)
         lines.append(f"Measured: {first if first == last else f'{first} to {last}'}")
     return lines
 
