@@ -32,13 +32,13 @@ def load(
 
     Columns: model, framework, device, batch_size, sequence_length, one column per option that
     varies across the cells (``framework.use_xla``, ``seed``, ...), mode, status, median_s,
-    ci95_low_s, ci95_high_s, ci95_halfwidth_pct, iqr_s, iqr_pct, min_s, mean_s, timed_calls,
-    noisy, noise_reasons, first_call_s, peak_mib, peak_increase_mib, peak_increase_anon_mib,
-    baseline_mib, memory_source, error, label (the tables' row name) and record (the record's
-    path); ``samples=True`` adds samples_s (each row's raw timed calls). Only the records of the
-    folder's latest run (its ``sweep.json``) unless ``all_records``; ``frame.attrs`` says what
-    was left out (``left_out``) and how many cells have no record yet (``missing_cells`` of
-    ``total_cells``, with the ``resume_command``). See sweeper.report.frame.
+    ci95_low_s, ci95_high_s, ci95_halfwidth_pct, iqr_s, iqr_pct, min_s, mean_s, timed_calls, noisy,
+    noise_reasons, first_call_s, peak_mib, peak_increase_mib, peak_increase_anon_mib,
+    gpu_peak_increase_mib, baseline_mib, memory_source, error, label (the tables' row name) and
+    record (the record's path); ``samples=True`` adds samples_s (each row's raw timed calls). Only
+    the records of the folder's latest run (its ``sweep.json``) unless ``all_records``;
+    ``frame.attrs`` says what was left out (``left_out``) and how many cells have no record yet
+    (``missing_cells`` of ``total_cells``, with the ``resume_command``). See sweeper.report.frame.
     """
     from .report.frame import load as load_frame
 

@@ -305,9 +305,12 @@ def _source_order(source: str) -> tuple:
 # GPU keys appear only on a GPU; absent keys stay absent when a record is written back.
 _GPU_MEMORY_KEYS = (
     "torch_max_allocated_mib",
+    "torch_allocated_at_reset_mib",
     "torch_max_reserved_mib",
     "torch_reserved_mib",
     "tf_peak_mib",
+    "tf_current_at_reset_mib",
+    "gpu_peak_increase_mib",
     "nvml_process_used_mib",
     "nvml_device_used_mib",
     "nvml_device_before_mib",
@@ -340,9 +343,13 @@ class MemoryResult:
     end_parts: Optional[Dict[str, Optional[float]]] = None
     # GPU (sweeper.measure.gpu): the allocator's figures over the timed calls and after them
     torch_max_allocated_mib: Optional[float] = None
+    torch_allocated_at_reset_mib: Optional[float] = None  # live tensors when the calls start
     torch_max_reserved_mib: Optional[float] = None
     torch_reserved_mib: Optional[float] = None  # reserved after the calls
     tf_peak_mib: Optional[float] = None
+    tf_current_at_reset_mib: Optional[float] = None  # live tensors when the calls start
+    # What the calls' tensors added at their peak (sweeper.measure.gpu.peak_increase_mib)
+    gpu_peak_increase_mib: Optional[float] = None
     # NVML after the calls: the worker process's use, the device's, the device's before the worker
     nvml_process_used_mib: Optional[float] = None
     nvml_device_used_mib: Optional[float] = None

@@ -82,6 +82,7 @@ class CachingAllocator:
     def build(self):
         self.started = True  # the CUDA context is created with the model
         self.reserved_mib = self.max_reserved_mib = 200.0
+        self.allocated_mib = 150.0  # weights and inputs, live through every call
 
     def step(self):
         self.calls += 1
@@ -93,10 +94,12 @@ class CachingAllocator:
 
     def gpu_memory_reset(self):
         self.max_reserved_mib = self.reserved_mib
+        self.allocated_at_reset_mib = self.allocated_mib
 
     def gpu_memory_peaks_mib(self):
         return {
             "torch_max_allocated_mib": self.max_reserved_mib - 20,
+            "torch_allocated_at_reset_mib": self.allocated_at_reset_mib,
             "torch_max_reserved_mib": self.max_reserved_mib,
             "torch_reserved_mib": self.reserved_mib,
         }
@@ -133,6 +136,8 @@ def test_the_gpu_figure_is_the_process_peak_over_the_timed_calls(monkeypatch, li
     assert memory.nvml_device_before_mib == 1000.0 and memory.nvml_device_used_mib == 1750.0
     assert memory.nvml_process_used_mib == (750.0 if lists_pid else None)
     assert memory.peak_rss_mib > 0  # the CPU figure is measured over the same calls
+    # The tensors' peak over the timed calls (280) beyond the weights and inputs (150).
+    assert memory.gpu_peak_increase_mib == 130.0
 
 
 def test_an_nvml_that_refuses_the_process_query_falls_back_to_the_device(monkeypatch):
@@ -182,6 +187,15 @@ def test_tensorflows_pool_is_the_process_total(monkeypatch):
     assert fields["headline_mib"] == 900.0
     assert fields["headline_source"] == MemorySource.nvml_process.value
     assert fields["gpu_held_mib"] == 900.0 and "gpu_outside_allocator_mib" not in fields
+
+
+def test_the_gpu_increase_is_the_tensors_peak_beyond_those_at_the_start():
+    assert gpu.peak_increase_mib({"tf_peak_mib": 280.0, "tf_current_at_reset_mib": 200.0}) == 80.0
+    torch_figures = {"torch_max_allocated_mib": 300.0, "torch_allocated_at_reset_mib": 120.0}
+    assert gpu.peak_increase_mib({**torch_figures, "torch_max_reserved_mib": 400.0}) == 180.0
+    # Without the figure at the start (an older backend), no increase rather than a wrong one.
+    assert gpu.peak_increase_mib({"torch_max_allocated_mib": 300.0}) is None
+    assert gpu.peak_increase_mib({}) is None
 
 
 def test_memory_marks_only_when_a_tables_sources_differ():
@@ -298,6 +312,8 @@ def test_a_cell_on_the_gpu_records_allocator_and_nvml_memory(tmp_path, sweep_dir
         assert memory["gpu_held_mib"] > memory[allocator]
         assert memory["headline_mib"] >= memory["gpu_held_mib"]
         assert memory["calls_covered"] == "timed calls"
+        # The calls' activations, beyond the weights and inputs held when they start.
+        assert 0 < memory["gpu_peak_increase_mib"] < memory["headline_mib"]
         if framework == "pt":
             assert memory["headline_mib"] == pytest.approx(
                 memory["gpu_outside_allocator_mib"] + memory["torch_max_reserved_mib"]

@@ -89,6 +89,25 @@ def test_the_memory_exponent_is_fitted_on_the_anonymous_increase_where_every_cel
     assert resident.slope < 0.8
 
 
+def test_a_gpu_lines_memory_exponent_is_fitted_on_the_gpu_increase(tmp_path):
+    # The tables show GPU memory: the host's RSS (flat here) says nothing about it.
+    def sweep(name, gpu_of):
+        cells = []
+        for i, seq in enumerate(SEQS):
+            record = make_record(seq=seq, samples=[1e-4 * seq] * 6, sweep_index=i)
+            _with_increases(record, resident=15.0, anon=2.0)
+            memory = record["results"]["inference"]["memory"]
+            memory.update(headline_source="nvml_process", gpu_peak_increase_mib=gpu_of(seq))
+            cells.append((f"s{seq}", record))
+        (row,) = scaling(load(write_sweep(tmp_path / name, cells))).to_dict("records")
+        return row
+
+    assert sweep("gpu", lambda seq: 0.5 * seq**2)["memory_exponent"] == pytest.approx(2.0)
+    # Records without the GPU figure: no memory fit, rather than one of the host's memory.
+    row = sweep("older", lambda seq: None)
+    assert math.isnan(row["memory_exponent"]) and "memory increase" not in row["text"]
+
+
 def test_failed_cells_are_left_out_of_the_fit(tmp_path):
     cells = [
         (f"s{seq}", make_record(seq=seq, samples=[1e-4 * seq] * 6, sweep_index=i))

@@ -46,6 +46,7 @@ class PtBackend(Backend):
         else:
             self.device = torch.device("cpu")
         self.cuda = self.device.type == "cuda"
+        self.allocated_at_reset_mib = 0.0  # set by gpu_memory_reset
         # The intra-op threads torch chose in this process (one per core unless told otherwise).
         self.default_threads = torch.get_num_threads()
 
@@ -139,12 +140,15 @@ class PtBackend(Backend):
     def gpu_memory_reset(self) -> None:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
+            # What the tensors hold when the calls start (weights, inputs, kept workspaces).
+            self.allocated_at_reset_mib = torch.cuda.memory_allocated(self.device) / MIB
 
     def gpu_memory_peaks_mib(self) -> Dict[str, float]:
         if not self.cuda:
             return {}
         return {
             "torch_max_allocated_mib": torch.cuda.max_memory_allocated(self.device) / MIB,
+            "torch_allocated_at_reset_mib": self.allocated_at_reset_mib,
             "torch_max_reserved_mib": torch.cuda.max_memory_reserved(self.device) / MIB,
             "torch_reserved_mib": torch.cuda.memory_reserved(self.device) / MIB,  # now
         }

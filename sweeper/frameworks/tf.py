@@ -62,6 +62,7 @@ class TfBackend(Backend):
         else:
             self.device_name = "CPU:0"
         self.gpu = self.device_name.startswith("GPU")
+        self.current_at_reset_mib = 0.0  # set by gpu_memory_reset
 
     # fork_after_build stays False: building (even constructing) a Keras model starts
     # TensorFlow's runtime thread pools, and a child forked after that waits on them forever.
@@ -162,12 +163,15 @@ class TfBackend(Backend):
     def gpu_memory_reset(self) -> None:
         if self.gpu:
             tf.config.experimental.reset_memory_stats(self.device_name)
+            # What the tensors hold when the calls start (weights, inputs).
+            current = tf.config.experimental.get_memory_info(self.device_name)["current"]
+            self.current_at_reset_mib = current / MIB
 
     def gpu_memory_peaks_mib(self) -> Dict[str, float]:
         if not self.gpu:
             return {}
         peak = tf.config.experimental.get_memory_info(self.device_name)["peak"]
-        return {"tf_peak_mib": peak / MIB}
+        return {"tf_peak_mib": peak / MIB, "tf_current_at_reset_mib": self.current_at_reset_mib}
 
     @staticmethod
     def is_oom(exc: BaseException) -> bool:

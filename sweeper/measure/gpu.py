@@ -42,6 +42,7 @@ __all__ = [
     "gpu_inventory",
     "gpu_memory",
     "nvml",
+    "peak_increase_mib",
     "process_used_mib",
     "visible_device_handle",
 ]
@@ -149,6 +150,23 @@ _PEAK_KEYS = ("torch_max_reserved_mib", "tf_peak_mib")
 _HELD_NOW_KEYS = ("torch_reserved_mib",)
 
 
+# The allocator's peak of live tensors over the timed calls, and what they held at its reset.
+_TENSOR_PEAK_AND_START = (
+    ("torch_max_allocated_mib", "torch_allocated_at_reset_mib"),
+    ("tf_peak_mib", "tf_current_at_reset_mib"),
+)
+
+
+def peak_increase_mib(allocator: Dict[str, float]) -> Optional[float]:
+    """What the calls' tensors added on the GPU at their peak: activations and temporary
+    workspaces, the weights and inputs (held when the calls start) left out. The GPU's
+    counterpart of the CPU's ``peak_increase_anon_mib``; None without the allocator's figures."""
+    for peak, start in _TENSOR_PEAK_AND_START:
+        if allocator.get(peak) is not None and allocator.get(start) is not None:
+            return allocator[peak] - allocator[start]
+    return None
+
+
 def gpu_memory(
     allocator: Dict[str, float], pid: int, device_before_mib: Optional[float]
 ) -> Dict[str, Any]:
@@ -159,6 +177,7 @@ def gpu_memory(
     """
     fields: Dict[str, Any] = {**allocator, **process_used_mib(pid)}
     fields["nvml_device_before_mib"] = device_before_mib
+    fields["gpu_peak_increase_mib"] = peak_increase_mib(allocator)
     peak = next(allocator[k] for k in _PEAK_KEYS if k in allocator)
     held_now = next((allocator[k] for k in _HELD_NOW_KEYS if k in allocator), None)
     floor = peak if held_now is None else held_now  # the process holds at least this now

@@ -44,6 +44,7 @@ FRAME_COLUMNS = (
     "peak_mib",
     "peak_increase_mib",
     "peak_increase_anon_mib",
+    "gpu_peak_increase_mib",
     "baseline_mib",
     "memory_source",
     "error",
@@ -64,6 +65,7 @@ _FLOATS = (
     "peak_mib",
     "peak_increase_mib",
     "peak_increase_anon_mib",
+    "gpu_peak_increase_mib",
     "baseline_mib",
 )
 
@@ -112,6 +114,7 @@ def _rows(record: Record, label: str, model: str, options: Dict[str, str], sampl
             "peak_mib": memory.headline_mib if memory else None,
             "peak_increase_mib": memory.peak_increase_mib if memory else None,
             "peak_increase_anon_mib": memory.peak_increase_anon_mib if memory else None,
+            "gpu_peak_increase_mib": memory.gpu_peak_increase_mib if memory else None,
             "baseline_mib": memory.baseline_rss_mib if memory else None,
             "memory_source": memory.headline_source if memory else None,
             "error": result.error if result is not None else record.error,

@@ -82,13 +82,15 @@ def _line_columns(frame: pd.DataFrame, axis: str) -> List[str]:
 
 
 def _memory_increase(done: pd.DataFrame) -> pd.Series:
-    """What the calls added at their peak: the anonymous part where every cell of the line has
-    it (records written since it was added; library code mapped by the first calls left out, a
-    constant that would flatten the exponent of small inputs), else the whole resident increase."""
-    anon = done.get("peak_increase_anon_mib")
-    if anon is not None and anon.notna().all():
-        return anon
-    return done["peak_increase_mib"]
+    """What the calls added at their peak, in the memory the line's tables show. On a GPU: the
+    tensors the allocator held beyond those at the start (``gpu_peak_increase_mib``; none in
+    records from before it was added: no fit). On the CPU: the anonymous part where every cell
+    of the line has it (library code mapped by the first calls left out, a constant that would
+    flatten the exponent of small inputs), else the whole resident increase (older records)."""
+    if (done["memory_source"].fillna("peak_rss") != "peak_rss").any():
+        return done["gpu_peak_increase_mib"]
+    anon = done["peak_increase_anon_mib"]
+    return anon if anon.notna().all() else done["peak_increase_mib"]
 
 
 def scaling(frame: pd.DataFrame, axis: Optional[str] = None) -> pd.DataFrame:
