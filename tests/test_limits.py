@@ -169,8 +169,8 @@ def test_an_allocation_over_the_allowance_ends_as_oom(tmp_path, use_cgroup):
 
 
 def test_the_watchdog_catches_a_spike_between_two_samples(tmp_path):
-    # A 256 MiB spike of a few tens of ms, freed again before the watchdog's first sample (it
-    # was inside one in 1 of about 20 runs when the spike fell at a time the sampling chose),
+    # A 256 MiB spike of a few tens of ms, freed again before the watchdog's first sample (when
+    # the worker's import and matmuls timed it, a sample once fell inside it in a full run),
     # then 3 s of quiet: the worker is ended after the spike is gone, by the high-water mark
     # that kept it.
     proc, result, verdict = run_worker(
